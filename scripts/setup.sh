@@ -1,0 +1,20 @@
+# Sourced by the other scripts: makes .venv (once) and installs the kit into it
+# (again only when setup.cfg changed), then puts it first on PATH.
+# PYTHON picks the interpreter that creates the environment (default: python3).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-$ROOT/.venv}"
+if [[ ! -x "$VENV/bin/python" ]]; then
+    echo "creating virtual environment $VENV"
+    "${PYTHON:-python3}" -m venv "$VENV"
+fi
+STAMP="$VENV/.installed-$(sha256sum "$ROOT/setup.cfg" | cut -c1-16)"
+if [[ ! -f "$STAMP" ]]; then
+    echo "installing the kit and its dependencies into $VENV (first run: a few minutes)"
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    "$VENV/bin/python" -m pip install --quiet -e "$ROOT[dev]"
+    rm -f "$VENV"/.installed-*
+    touch "$STAMP"
+fi
+export PATH="$VENV/bin:$PATH"
+cd "$ROOT"

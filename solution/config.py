@@ -1,0 +1,144 @@
+"""Experiment configs: one YAML file per experiment, loaded into a typed dataclass.
+
+As in timm's ``train.py``, the YAML file supplies the defaults, any field can be
+overridden on the command line (``--epochs 3``), and the resolved config is
+written beside the outputs. Unknown keys and bad values are errors that name
+the file and the key and list what is valid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "channels": ("rgby", "rgb", "g", "ry_gy_b", "by_ry_g"),
+    "loss": ("bce", "focal"),
+    "optimizer": ("adamw", "sgd"),
+    "tta": ("none", "flip", "d4"),
+    "augment": ("none", "flips", "light"),
+    "device": ("auto", "cpu", "cuda"),
+}
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not describe a valid experiment."""
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything that defines one experiment; ``name`` is its folder under runs/ and oof/."""
+
+    name: str
+    backbone: str = "resnet34"
+    pretrained: bool = False
+    channels: str = "rgby"
+    image_size: int = 512
+    batch_size: int = 32
+    epochs: int = 10
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"
+    loss: str = "bce"
+    augment: str = "light"
+    tta: str = "d4"
+    drop_rate: float = 0.0
+    num_workers: int = 2
+    device: str = "auto"
+    seed: int = 42
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FIELD_TYPES: dict[str, type] = {f.name: get_type_hints(ExperimentConfig)[f.name] for f in fields(ExperimentConfig)}
+
+
+def _coerce(key: str, value: Any, where: str) -> Any:
+    expected = FIELD_TYPES[key]
+    if expected is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        if isinstance(value, bool):
+            return value
+    elif expected is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    elif expected is int and isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    elif expected is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise ConfigError(f"{where}: key '{key}' expects {expected.__name__}, got {value!r}")
+
+
+def _validate(cfg: ExperimentConfig, where: str) -> None:
+    for key, allowed in CHOICES.items():
+        value = getattr(cfg, key)
+        if value not in allowed:
+            raise ConfigError(f"{where}: '{key}: {value}' is not one of {', '.join(allowed)}")
+    for key in ("image_size", "batch_size", "epochs"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"{where}: '{key}' must be at least 1, got {getattr(cfg, key)}")
+    if cfg.lr <= 0:
+        raise ConfigError(f"{where}: 'lr' must be positive, got {cfg.lr}")
+
+
+def build_config(values: dict[str, Any], where: str) -> ExperimentConfig:
+    """A validated config from a mapping; ``where`` names its origin in error messages."""
+    unknown = sorted(set(values) - set(FIELD_TYPES))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(FIELD_TYPES)}")
+    if "name" not in values:
+        raise ConfigError(f"{where}: missing key 'name'")
+    cfg = ExperimentConfig(**{k: _coerce(k, v, where) for k, v in values.items()})
+    _validate(cfg, where)
+    return cfg
+
+
+def read_yaml(path: Path | str) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of key: value, got {type(data).__name__}")
+    return data
+
+
+def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Read a YAML config, apply overrides; ``name`` defaults to the file's stem."""
+    values = {"name": Path(path).stem, **read_yaml(path)}
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return build_config(values, str(path))
+
+
+def add_override_args(parser: argparse.ArgumentParser) -> None:
+    """One ``--field`` option per config field; unset options keep the YAML value."""
+    group = parser.add_argument_group("config overrides (default: the value in the YAML file)")
+    for key in FIELD_TYPES:
+        group.add_argument(f"--{key.replace('_', '-')}", dest=f"override_{key}", default=None, metavar=FIELD_TYPES[key].__name__.upper())
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    return {key: getattr(args, f"override_{key}") for key in FIELD_TYPES if getattr(args, f"override_{key}") is not None}
+
+
+def save_config(cfg: ExperimentConfig, path: Path) -> None:
+    from solution.artifacts import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

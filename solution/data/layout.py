@@ -1,0 +1,186 @@
+"""Reader and validator for a dataset in the Kaggle HPA layout.
+
+    DIR/train.csv                    Id,Target   (Target: space-separated labels 0..27)
+    DIR/train/{Id}_{stain}.png       stain in red, green, blue, yellow
+    DIR/test/{Id}_{stain}.png
+    DIR/sample_submission.csv        Id,Predicted (the test Ids, in scoring order)
+    DIR/test_labels.csv              optional: hidden test labels (synthetic data only)
+
+Images may be any size; .jpg/.tif files are accepted too, and RGB images (the
+HPAv18 external format, where each stain is coloured) are reduced to the
+stain's own colour. Every problem is a ``DatasetError`` naming the file, row or
+Id and what was expected.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from solution.classes import NUM_CLASSES
+
+STAINS: tuple[str, ...] = ("red", "green", "blue", "yellow")
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+TEST_LABELS_FILE = "test_labels.csv"
+
+
+class DatasetError(ValueError):
+    """The dataset directory does not follow the competition layout."""
+
+
+def parse_target(text: str, where: str) -> list[int]:
+    """Labels of one ``Target`` cell; ``where`` (file:row) names it in errors."""
+    tokens = text.split()
+    if not tokens:
+        raise DatasetError(f"{where}: empty Target (every image needs at least one label)")
+    labels = []
+    for tok in tokens:
+        if not tok.isdigit() or int(tok) >= NUM_CLASSES:
+            raise DatasetError(f"{where}: bad label {tok!r} in Target {text!r}; expected integers 0..{NUM_CLASSES - 1}")
+        labels.append(int(tok))
+    if len(set(labels)) != len(labels):
+        raise DatasetError(f"{where}: repeated label in Target {text!r}")
+    return labels
+
+
+def _read_rows(path: Path, header: tuple[str, str]) -> list[tuple[int, str, str]]:
+    """(line number, first, second) of each data row of a two-column CSV with the given header."""
+    if not path.is_file():
+        raise DatasetError(f"missing file: {path}")
+    with path.open(newline="") as fh:
+        reader = csv.reader(fh)
+        head = next(reader, None)
+        if head is None or tuple(h.strip() for h in head) != header:
+            raise DatasetError(f"{path}: expected header {','.join(header)}, got {','.join(head or [])!r}")
+        rows, seen = [], {}
+        for row in reader:
+            line = reader.line_num
+            if not row:
+                continue
+            if len(row) != 2:
+                raise DatasetError(f"{path}:{line}: expected 2 columns ({','.join(header)}), got {len(row)}: {row!r}")
+            key = row[0].strip()
+            if not key:
+                raise DatasetError(f"{path}:{line}: empty Id")
+            if key in seen:
+                raise DatasetError(f"{path}:{line}: duplicate Id {key!r} (first on line {seen[key]})")
+            seen[key] = line
+            rows.append((line, key, row[1].strip()))
+    if not rows:
+        raise DatasetError(f"{path}: no rows")
+    return rows
+
+
+def read_labels_csv(path: Path | str) -> tuple[list[str], np.ndarray]:
+    """Ids and their (N, 28) uint8 label matrix from an ``Id,Target`` file."""
+    path = Path(path)
+    rows = _read_rows(path, ("Id", "Target"))
+    labels = np.zeros((len(rows), NUM_CLASSES), dtype=np.uint8)
+    for i, (line, _, target) in enumerate(rows):
+        labels[i, parse_target(target, f"{path}:{line}")] = 1
+    return [r[1] for r in rows], labels
+
+
+def read_sample_submission(path: Path | str) -> list[str]:
+    return [r[1] for r in _read_rows(Path(path), ("Id", "Predicted"))]
+
+
+def _index_images(folder: Path) -> dict[str, Path]:
+    """Map '{Id}_{stain}' to its file, listing the folder once."""
+    if not folder.is_dir():
+        raise DatasetError(f"missing image folder: {folder}")
+    index = {}
+    for entry in os.scandir(folder):
+        stem, ext = os.path.splitext(entry.name)
+        if ext.lower() in IMAGE_EXTENSIONS:
+            index.setdefault(stem, Path(entry.path))
+    return index
+
+
+def _stain_paths(folder: Path, ids: list[str]) -> dict[str, tuple[Path, ...]]:
+    index = _index_images(folder)
+    paths = {}
+    for image_id in ids:
+        missing = [s for s in STAINS if f"{image_id}_{s}" not in index]
+        if missing:
+            raise DatasetError(f"{folder}: image {image_id} has no {', '.join(f'{image_id}_{s}.png' for s in missing)}")
+        paths[image_id] = tuple(index[f"{image_id}_{s}"] for s in STAINS)
+    return paths
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A validated dataset directory: Ids, train labels and the files of every stain."""
+
+    root: Path
+    train_ids: list[str]
+    train_labels: np.ndarray
+    test_ids: list[str]
+    paths: dict[str, dict[str, tuple[Path, ...]]] = field(repr=False)
+
+    def image_paths(self, split: str, image_id: str) -> tuple[Path, ...]:
+        return self.paths[split][image_id]
+
+    def test_labels(self) -> np.ndarray | None:
+        """Hidden test labels, aligned to ``test_ids``, where the dataset ships them (synthetic data)."""
+        path = self.root / TEST_LABELS_FILE
+        if not path.is_file():
+            return None
+        ids, labels = read_labels_csv(path)
+        order = {i: n for n, i in enumerate(ids)}
+        missing = [i for i in self.test_ids if i not in order]
+        if missing:
+            raise DatasetError(f"{path}: no labels for test Id {missing[0]!r}")
+        return labels[[order[i] for i in self.test_ids]]
+
+
+def open_dataset(root: Path | str) -> Dataset:
+    """Read and validate the CSVs and check that every image has its four stain files."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset directory not found: {root}")
+    train_ids, train_labels = read_labels_csv(root / "train.csv")
+    test_ids = read_sample_submission(root / "sample_submission.csv")
+    overlap = set(train_ids) & set(test_ids)
+    if overlap:
+        raise DatasetError(f"{root}: Id {sorted(overlap)[0]!r} is in both train.csv and sample_submission.csv")
+    paths = {"train": _stain_paths(root / "train", train_ids), "test": _stain_paths(root / "test", test_ids)}
+    return Dataset(root=root, train_ids=train_ids, train_labels=train_labels, test_ids=test_ids, paths=paths)
+
+
+def _stain_plane(img: np.ndarray, stain: str, path: Path) -> np.ndarray:
+    """One 8-bit plane from a decoded image: grey as is, colour reduced to the stain's colour."""
+    if img.ndim == 3:
+        b, g, r = (img[..., i].astype(np.float32) for i in range(3))  # OpenCV decodes as BGR
+        plane = {"red": r, "green": g, "blue": b, "yellow": (r + g) / 2}[stain]
+    elif img.ndim == 2:
+        plane = img
+    else:
+        raise DatasetError(f"{path}: unexpected image shape {img.shape}")
+    if img.dtype == np.uint16:
+        plane = plane / 257.0
+    elif img.dtype != np.uint8 and not np.issubdtype(plane.dtype, np.floating):
+        raise DatasetError(f"{path}: expected an 8-bit image, got {img.dtype}")
+    return np.clip(plane, 0, 255).astype(np.uint8)
+
+
+def read_image(paths: tuple[Path, ...], size: int) -> np.ndarray:
+    """The four stains of one image as a (size, size, 4) uint8 array in R, G, B, Y order."""
+    out = np.empty((size, size, len(STAINS)), dtype=np.uint8)
+    for c, (stain, path) in enumerate(zip(STAINS, paths)):
+        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if img is None or img.size == 0:
+            raise DatasetError(f"unreadable image: {path} (not a valid {path.suffix} file)")
+        if img.ndim == 3 and img.shape[2] == 4:
+            img = img[..., :3]
+        plane = _stain_plane(img, stain, path)
+        if plane.shape != (size, size):
+            interp = cv2.INTER_AREA if plane.shape[0] > size else cv2.INTER_LINEAR
+            plane = cv2.resize(plane, (size, size), interpolation=interp)
+        out[..., c] = plane
+    return out

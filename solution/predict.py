@@ -1,0 +1,178 @@
+"""Test-time-augmented predictions and their assembly into per-experiment files.
+
+``python -m solution.predict --config C`` predicts every fold whose predictions
+are missing from its checkpoint (``runs/<name>/fold<k>/checkpoint.pt``), then
+assembles ``oof/<name>/oof.parquet`` (each training image predicted by the fold
+model that never saw it), ``test.parquet`` (mean over the fold models) and
+``manifest.json``. ``solution.train`` calls the same functions at the end of
+each fold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from solution.artifacts import (
+    ArtifactError,
+    Folds,
+    atomic_write_parquet,
+    check_same_ids,
+    open_matching_dataset,
+    probs_frame,
+    read_folds,
+    read_json,
+    read_probs_file,
+    run_info,
+    write_predictions,
+)
+from solution.classes import PROB_COLUMNS
+from solution.config import ConfigError, ExperimentConfig, add_override_args, load_config, overrides_from_args
+from solution.data.cache import load_images
+from solution.data.channels import channel_matrix
+from solution.data.dataset import HpaDataset
+from solution.data.layout import Dataset, DatasetError
+from solution.models import build_model
+
+TTA_VIEWS = {"none": 1, "flip": 2, "d4": 8}
+
+
+def tta_views(x: torch.Tensor, mode: str) -> torch.Tensor:
+    """The batch under each TTA transform, stacked: (V * B, C, H, W). d4 = 4 rotations x optional flip."""
+    if mode == "none":
+        return x
+    if mode == "flip":
+        return torch.cat([x, x.flip(-1)])
+    rotations = [torch.rot90(x, k, dims=(-2, -1)) for k in range(4)]
+    return torch.cat(rotations + [r.flip(-1) for r in rotations])
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: cuda was asked for, but torch sees no GPU")
+    return torch.device(name)
+
+
+@torch.no_grad()
+def predict_probs(model: nn.Module, loader: DataLoader, tta: str, device: torch.device) -> np.ndarray:
+    """(N, 28) sigmoid probabilities, averaged over the TTA views, all views of a batch in one forward."""
+    model.eval()
+    views = TTA_VIEWS[tta]
+    out = []
+    for x, _ in loader:
+        x = x.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(tta_views(x, tta))
+        probs = torch.sigmoid(logits.float()).view(views, x.shape[0], -1).mean(0)
+        out.append(probs.cpu().numpy())
+    return np.concatenate(out).astype(np.float32)
+
+
+def make_loader(cfg: ExperimentConfig, images: np.ndarray, positions: np.ndarray, labels: np.ndarray | None = None, transform=None, shuffle: bool = False) -> DataLoader:
+    dataset = HpaDataset(images, positions, labels, channel_matrix(cfg.channels), transform)
+    drop_last = shuffle and len(dataset) > cfg.batch_size
+    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=shuffle, drop_last=drop_last, num_workers=cfg.num_workers, pin_memory=torch.cuda.is_available())
+
+
+def fold_dir(runs_dir: Path, cfg: ExperimentConfig, fold: int) -> Path:
+    return runs_dir / cfg.name / f"fold{fold}"
+
+
+def fold_positions(dataset: Dataset, folds: Folds, fold: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions (in ``dataset.train_ids`` order) of the training and validation images of a fold."""
+    check_same_ids(folds.ids, dataset.train_ids, "folds/folds.csv", f"{dataset.root}/train.csv")
+    fold_of = dict(zip(folds.ids, folds.fold))
+    f = np.array([fold_of[i] for i in dataset.train_ids])
+    return np.flatnonzero(f != fold), np.flatnonzero(f == fold)
+
+
+def predict_fold(cfg: ExperimentConfig, model: nn.Module, dataset: Dataset, folds: Folds, fold: int, out_dir: Path, device: torch.device) -> None:
+    """Write the fold's TTA predictions: ``oof.parquet`` for its validation images, ``test.parquet``."""
+    _, val_pos = fold_positions(dataset, folds, fold)
+    train_images = load_images(dataset, "train", dataset.train_ids, cfg.image_size)
+    test_images = load_images(dataset, "test", dataset.test_ids, cfg.image_size)
+    val_ids = [dataset.train_ids[i] for i in val_pos]
+    oof = predict_probs(model, make_loader(cfg, train_images, val_pos), cfg.tta, device)
+    test = predict_probs(model, make_loader(cfg, test_images, np.arange(len(test_images))), cfg.tta, device)
+    atomic_write_parquet(out_dir / "oof.parquet", probs_frame(val_ids, oof))
+    atomic_write_parquet(out_dir / "test.parquet", probs_frame(dataset.test_ids, test))
+
+
+def load_checkpoint(cfg: ExperimentConfig, path: Path, device: torch.device) -> nn.Module:
+    if not path.is_file():
+        raise ArtifactError(f"missing checkpoint {path}: train the fold first (python -m solution.train --config ... --fold ...)")
+    model = build_model(cfg)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    return model.to(device)
+
+
+def assemble(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, runs_dir: Path, oof_dir: Path) -> Path:
+    """Join the fold predictions into ``oof/<name>/`` and write its manifest; returns that folder."""
+    oof_parts, test_parts, fold_metrics = [], [], []
+    for k in range(folds.n_folds):
+        d = fold_dir(runs_dir, cfg, k)
+        metrics = read_json(d / "metrics.json")
+        if metrics.get("folds_hash") != folds.hash:
+            raise ArtifactError(f"{d} was trained on folds {metrics.get('folds_hash')}, but folds/folds.json is {folds.hash}: retrain it")
+        oof = read_probs_file(d / "oof.parquet")
+        expected = [i for i, f in zip(folds.ids, folds.fold) if f == k]
+        check_same_ids(expected, oof["Id"].tolist(), f"fold {k} of folds/folds.csv", f"{d}/oof.parquet")
+        test = read_probs_file(d / "test.parquet")
+        check_same_ids(dataset.test_ids, test["Id"].tolist(), "sample_submission.csv", f"{d}/test.parquet")
+        oof_parts.append(oof)
+        test_parts.append(test.set_index("Id").loc[dataset.test_ids].to_numpy(np.float32))
+        fold_metrics.append({"fold": k, **{key: metrics[key] for key in ("val_macro_f1_at_0.5", "val_macro_f1_fitted", "val_loss") if key in metrics}})
+    oof_all = pd.concat(oof_parts).set_index("Id").loc[folds.ids].reset_index()
+    test_all = probs_frame(dataset.test_ids, np.mean(test_parts, axis=0))
+    manifest = {
+        "experiment": cfg.name,
+        "config": cfg.to_dict(),
+        "folds_hash": folds.hash,
+        "n_folds": folds.n_folds,
+        "data_dir": str(dataset.root.resolve()),
+        "tta": cfg.tta,
+        "fold_metrics": fold_metrics,
+        **run_info(),
+    }
+    out = oof_dir / cfg.name
+    write_predictions(out, oof_all[["Id", *PROB_COLUMNS]], test_all, manifest)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Predict missing folds from their checkpoints (with TTA) and assemble oof/<experiment>/.")
+    parser.add_argument("--config", required=True, type=Path)
+    parser.add_argument("--data", type=Path, default=None, help="dataset directory (default: the one the folds were made from)")
+    parser.add_argument("--folds-dir", type=Path, default=Path("folds"))
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    parser.add_argument("--oof-dir", type=Path, default=Path("oof"))
+    parser.add_argument("--redo", action="store_true", help="predict every fold again, not only missing ones")
+    add_override_args(parser)
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config, overrides_from_args(args))
+        folds = read_folds(args.folds_dir)
+        dataset = open_matching_dataset(folds, args.data)
+        device = resolve_device(cfg.device)
+        for k in range(folds.n_folds):
+            d = fold_dir(args.runs_dir, cfg, k)
+            if args.redo or not (d / "oof.parquet").is_file() or not (d / "test.parquet").is_file():
+                predict_fold(cfg, load_checkpoint(cfg, d / "checkpoint.pt", device), dataset, folds, k, d, device)
+        out = assemble(cfg, dataset, folds, args.runs_dir, args.oof_dir)
+    except (ArtifactError, ConfigError, DatasetError) as exc:
+        sys.exit(f"error: {exc}")
+    print(f"wrote {out}/oof.parquet, test.parquet, manifest.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""Train one experiment on one or more folds: ``python -m solution.train --config C --fold K``.
+
+Plain functions, as in timm's ``train.py``: ``train_one_epoch`` and
+``validate``. Each fold writes to ``runs/<name>/fold<k>/``: the resolved
+``config.yaml``, ``last.pt`` after every epoch (so a killed run resumes from
+the last finished epoch), then ``checkpoint.pt``, the fold's TTA predictions
+(``oof.parquet``, ``test.parquet``) and, last, ``metrics.json``, whose presence
+marks the fold as done: a done fold is skipped when the command is run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from solution.artifacts import ArtifactError, Folds, atomic_path, atomic_write_json, open_matching_dataset, read_folds, read_json
+from solution.config import ConfigError, ExperimentConfig, add_override_args, load_config, overrides_from_args, save_config
+from solution.data.cache import load_images
+from solution.data.layout import Dataset, DatasetError
+from solution.data.transforms import train_transform
+from solution.metrics import macro_f1
+from solution.models import build_model
+from solution.predict import fold_dir, fold_positions, make_loader, predict_fold, resolve_device
+from solution import thresholds
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def loss_fn(name: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean binary cross-entropy, or focal loss (gamma 2) that down-weights easy negatives."""
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    if name == "focal":
+        return ((1 - torch.exp(-bce)) ** 2 * bce).mean()
+    return bce.mean()
+
+
+def make_optimizer(cfg: ExperimentConfig, model: nn.Module) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def train_one_epoch(cfg: ExperimentConfig, model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, scheduler, device: torch.device, desc: str) -> float:
+    model.train()
+    total, count = 0.0, 0
+    bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
+    for x, y in bar:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(x)
+        loss = loss_fn(cfg.loss, logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total += loss.item() * len(x)
+        count += len(x)
+        bar.set_postfix(loss=f"{total / count:.4f}")
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def validate(cfg: ExperimentConfig, model: nn.Module, loader: DataLoader, device: torch.device) -> dict[str, float]:
+    """Validation loss and macro-F1, at 0.5 and at per-class cut-offs fitted on this fold (optimistic)."""
+    model.eval()
+    probs, targets, total = [], [], 0.0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(x).float()
+        total += loss_fn(cfg.loss, logits, y).item() * len(x)
+        probs.append(torch.sigmoid(logits).cpu().numpy())
+        targets.append(y.cpu().numpy())
+    p, t = np.concatenate(probs), np.concatenate(targets).astype(np.uint8)
+    return {
+        "val_loss": total / len(p),
+        "val_macro_f1_at_0.5": macro_f1(t, p > 0.5),
+        "val_macro_f1_fitted": float(thresholds.fit_with_scores(p, t)[1].mean()),
+    }
+
+
+def _save_state(path: Path, **state) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, fold: int, runs_dir: Path) -> dict:
+    """Train (or resume) one fold, predict its validation and test images with TTA; returns its metrics."""
+    out = fold_dir(runs_dir, cfg, fold)
+    if (out / "metrics.json").is_file():
+        done = read_json(out / "metrics.json")
+        if done.get("folds_hash") == folds.hash and done.get("config") == cfg.to_dict():
+            print(f"{cfg.name} fold {fold}: already trained ({out}/metrics.json), skipping")
+            return done
+        raise ArtifactError(f"{out} holds a run with another config or other folds; delete it to retrain")
+    save_config(cfg, out / "config.yaml")
+    seed_everything(cfg.seed + fold)
+    device = resolve_device(cfg.device)
+    train_pos, val_pos = fold_positions(dataset, folds, fold)
+    images = load_images(dataset, "train", dataset.train_ids, cfg.image_size)
+    labels = dataset.train_labels
+    train_loader = make_loader(cfg, images, train_pos, labels, train_transform(cfg.augment), shuffle=True)
+    val_loader = make_loader(cfg, images, val_pos, labels)
+
+    model = build_model(cfg).to(device)
+    optimizer = make_optimizer(cfg, model)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * len(train_loader), pct_start=0.2)
+    start_epoch, history = 0, []
+    if (out / "last.pt").is_file():
+        state = torch.load(out / "last.pt", map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, history = state["epoch"], state["history"]
+        print(f"{cfg.name} fold {fold}: resuming after epoch {start_epoch}")
+
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.time()
+        train_loss = train_one_epoch(cfg, model, train_loader, optimizer, scheduler, device, f"{cfg.name} f{fold} e{epoch + 1}/{cfg.epochs}")
+        metrics = {"epoch": epoch + 1, "train_loss": train_loss, **validate(cfg, model, val_loader, device), "seconds": time.time() - t0}
+        history.append(metrics)
+        print(
+            f"{cfg.name} fold {fold} epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.4f}  val loss {metrics['val_loss']:.4f}  "
+            f"val macro-F1 {metrics['val_macro_f1_at_0.5']:.4f} @0.5, {metrics['val_macro_f1_fitted']:.4f} fitted  ({metrics['seconds']:.1f}s)"
+        )
+        _save_state(out / "last.pt", model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), epoch=epoch + 1, history=history)
+
+    _save_state(out / "checkpoint.pt", model=model.state_dict(), config=cfg.to_dict())
+    predict_fold(cfg, model, dataset, folds, fold, out, device)
+    final = {"fold": fold, "config": cfg.to_dict(), "folds_hash": folds.hash, "tta": cfg.tta, **{k: v for k, v in history[-1].items() if k.startswith("val_")}, "history": history}
+    atomic_write_json(out / "metrics.json", final)
+    (out / "last.pt").unlink(missing_ok=True)
+    return final
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Train an experiment on one or more folds.")
+    parser.add_argument("--config", required=True, type=Path, help="experiment YAML (configs/<set>/<experiment>.yaml)")
+    parser.add_argument("--fold", type=int, nargs="*", default=None, help="fold(s) to train (default: all)")
+    parser.add_argument("--data", type=Path, default=None, help="dataset directory (default: the one the folds were made from)")
+    parser.add_argument("--folds-dir", type=Path, default=Path("folds"))
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    add_override_args(parser)
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config, overrides_from_args(args))
+        folds = read_folds(args.folds_dir)
+        dataset = open_matching_dataset(folds, args.data)
+        for k in args.fold if args.fold else range(folds.n_folds):
+            if not 0 <= k < folds.n_folds:
+                raise ConfigError(f"--fold {k}: the folds in {args.folds_dir}/ are numbered 0..{folds.n_folds - 1}")
+            train_fold(cfg, dataset, folds, k, args.runs_dir)
+    except (ArtifactError, ConfigError, DatasetError) as exc:
+        sys.exit(f"error: {exc}")
+
+
+if __name__ == "__main__":
+    main()
