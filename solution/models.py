@@ -8,6 +8,8 @@ count follows from the channel setup.
 
 from __future__ import annotations
 
+import difflib
+
 import segmentation_models_pytorch as smp
 import timm
 import torch
@@ -35,14 +37,12 @@ class SmpClassifier(nn.Module):
 
 def _check_name(backbone: str) -> None:
     if backbone.startswith(SMP_PREFIX):
-        name = backbone[len(SMP_PREFIX):]
-        known = list(smp.encoders.encoders)
-        if name not in known:
-            close = [k for k in known if name.split("_")[0] in k][:10]
-            raise ConfigError(f"unknown smp encoder {name!r} in backbone {backbone!r}; close matches: {', '.join(close) or 'none'} (see smp.encoders.encoders)")
-    elif not timm.is_model(backbone):
-        close = timm.list_models(f"*{backbone.split('_')[0]}*")[:10]
-        raise ConfigError(f"unknown timm model {backbone!r}; close matches: {', '.join(close) or 'none'} (see timm.list_models())")
+        library, name, known = "smp encoder", backbone[len(SMP_PREFIX):], list(smp.encoders.encoders)
+    else:
+        library, name, known = "timm model", backbone, timm.list_models()
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=8, cutoff=0.6)
+        raise ConfigError(f"unknown {library} {name!r} in backbone {backbone!r}; close matches: {', '.join(close) or 'none'}")
 
 
 def build_model(cfg: ExperimentConfig) -> nn.Module:

@@ -102,8 +102,14 @@ def _index_images(folder: Path) -> dict[str, Path]:
     return index
 
 
-def _stain_paths(folder: Path, ids: list[str]) -> dict[str, tuple[Path, ...]]:
+def _stain_paths(folder: Path, ids: list[str], exact: bool) -> dict[str, tuple[Path, ...]]:
+    """Each Id's four stain files; with ``exact``, images of Ids not in ``ids`` are an error too."""
     index = _index_images(folder)
+    if exact:
+        listed = set(ids)
+        extra = sorted({stem.rsplit("_", 1)[0] for stem in index} - listed)
+        if extra:
+            raise DatasetError(f"{folder}: holds images of {len(extra)} Id(s) not in sample_submission.csv (e.g. {extra[0]!r})")
     paths = {}
     for image_id in ids:
         missing = [s for s in STAINS if f"{image_id}_{s}" not in index]
@@ -149,7 +155,7 @@ def open_dataset(root: Path | str) -> Dataset:
     overlap = set(train_ids) & set(test_ids)
     if overlap:
         raise DatasetError(f"{root}: Id {sorted(overlap)[0]!r} is in both train.csv and sample_submission.csv")
-    paths = {"train": _stain_paths(root / "train", train_ids), "test": _stain_paths(root / "test", test_ids)}
+    paths = {"train": _stain_paths(root / "train", train_ids, exact=False), "test": _stain_paths(root / "test", test_ids, exact=True)}
     return Dataset(root=root, train_ids=train_ids, train_labels=train_labels, test_ids=test_ids, paths=paths)
 
 

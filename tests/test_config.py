@@ -1,0 +1,61 @@
+import argparse
+
+import pytest
+
+from solution.config import ConfigError, add_override_args, load_config, overrides_from_args
+
+
+def write(tmp_path, text, name="exp.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_yaml_values_and_name_from_stem(tmp_path):
+    cfg = load_config(write(tmp_path, "backbone: test_resnet\nepochs: 3\nlr: 1e-3\npretrained: false\n", "my_exp.yaml"))
+    assert (cfg.name, cfg.backbone, cfg.epochs, cfg.lr, cfg.pretrained) == ("my_exp", "test_resnet", 3, 0.001, False)
+
+
+def test_unknown_key_names_file_and_lists_valid_keys(tmp_path):
+    path = write(tmp_path, "epoch: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(path) in str(err.value) and "'epoch'" in str(err.value) and "epochs" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("channels: rgbyx\n", "'channels: rgbyx' is not one of rgby, rgb, g, ry_gy_b, by_ry_g"),
+        ("epochs: three\n", "'epochs' expects int"),
+        ("pretrained: maybe\n", "'pretrained' expects bool"),
+        ("epochs: 0\n", "'epochs' must be at least 1"),
+        ("- a\n- b\n", "expected a mapping"),
+        ("a: [\n", "not valid YAML"),
+    ],
+)
+def test_bad_values(tmp_path, text, match):
+    with pytest.raises(ConfigError, match=match.replace("[", r"\[")):
+        load_config(write(tmp_path, text))
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="config file not found: nowhere.yaml"):
+        load_config("nowhere.yaml")
+
+
+def test_command_line_overrides_yaml(tmp_path):
+    parser = argparse.ArgumentParser()
+    add_override_args(parser)
+    args = parser.parse_args(["--epochs", "7", "--image-size", "32", "--pretrained", "true"])
+    cfg = load_config(write(tmp_path, "epochs: 3\nimage_size: 64\n"), overrides_from_args(args))
+    assert (cfg.epochs, cfg.image_size, cfg.pretrained) == (7, 32, True)
+
+
+def test_demo_and_hpa_configs_load():
+    from pathlib import Path
+
+    paths = sorted(Path("configs").glob("*/*.yaml"))
+    assert len(list(Path("configs/demo").glob("*.yaml"))) >= 2
+    for path in paths:
+        load_config(path)

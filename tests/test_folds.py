@@ -1,0 +1,50 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from solution.artifacts import ArtifactError, read_folds
+from solution.folds import ensure_folds, make_folds, prevalence_table
+
+
+def test_folds_are_a_stratified_partition():
+    rng = np.random.default_rng(0)
+    labels = (rng.random((500, 28)) < np.linspace(0.01, 0.1, 28)).astype(np.uint8)
+    fold = make_folds(labels, n_folds=5, seed=1)
+    assert set(fold) == {0, 1, 2, 3, 4}
+    assert np.bincount(fold).min() >= 95
+    def deviation(f):  # mean absolute gap between a fold's prevalence and the whole's
+        return np.mean([np.abs(labels[f == k].mean(0) - labels.mean(0)) for k in range(5)])
+
+    random_fold = rng.permutation(np.arange(500) % 5)
+    assert deviation(fold) < 0.5 * deviation(random_fold)
+    np.testing.assert_array_equal(fold, make_folds(labels, n_folds=5, seed=1))
+    assert "fold4" in prevalence_table(labels, fold)
+
+
+def test_too_few_images():
+    with pytest.raises(ValueError, match="cannot make 5 folds from 3 images"):
+        make_folds(np.ones((3, 28)), 5)
+
+
+def test_ensure_folds_writes_keeps_and_refuses(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "folds"
+    ensure_folds(tiny_dataset, out, 5, 42, force=False)
+    folds = read_folds(out)
+    df = pd.read_csv(out / "folds.csv")
+    assert list(df.columns) == ["Id", "fold"] and len(df) == 40
+    assert folds.meta["seed"] == 42 and folds.n_folds == 5
+    ensure_folds(tiny_dataset, out, 5, 42, force=False)
+    assert "keeping them" in capsys.readouterr().out
+    # the labels change: the old folds are refused with the command that remakes them
+    lines = (tiny_dataset / "train.csv").read_text().splitlines()
+    lines[1] = lines[1].split(",")[0] + ",27"
+    (tiny_dataset / "train.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ArtifactError, match="made from other data .* --force"):
+        ensure_folds(tiny_dataset, out, 5, 42, force=False)
+    ensure_folds(tiny_dataset, out, 5, 42, force=True)
+    assert read_folds(out).hash != folds.hash
+
+
+def test_missing_folds_say_how_to_make_them(tmp_path):
+    with pytest.raises(ArtifactError, match="python -m solution.folds --data DIR"):
+        read_folds(tmp_path)
