@@ -80,11 +80,17 @@ def labels_hash(ids: list[str], labels: np.ndarray) -> str:
     return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
 
 
+def folds_hash(ids: list[str], fold: np.ndarray, data_hash: str) -> str:
+    """A hash of the fold assignment and the data it splits: predictions carry it to prove their folds."""
+    rows = sorted(f"{i},{int(f)}" for i, f in zip(ids, fold))
+    return hashlib.sha256("\n".join([data_hash, *rows]).encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class Folds:
     ids: list[str]
     fold: np.ndarray  # (N,) int, fold index of each Id
-    meta: dict[str, Any]  # folds.json: seed, n_folds, labels_hash, data_dir, ...
+    meta: dict[str, Any]  # folds.json: seed, n_folds, labels_hash, folds_hash, data_dir, ...
 
     @property
     def n_folds(self) -> int:
@@ -92,6 +98,12 @@ class Folds:
 
     @property
     def hash(self) -> str:
+        """The folds hash (assignment and data) that every prediction set must carry."""
+        return str(self.meta["folds_hash"])
+
+    @property
+    def labels_hash(self) -> str:
+        """The hash of the Ids and labels the folds were made from."""
         return str(self.meta["labels_hash"])
 
     @property
@@ -100,7 +112,9 @@ class Folds:
 
 
 def write_folds(folds_dir: Path | str, ids: list[str], fold: np.ndarray, meta: dict[str, Any]) -> None:
+    """Write folds.csv and folds.json; ``meta`` gains the folds hash."""
     folds_dir = Path(folds_dir)
+    meta = {**meta, "folds_hash": folds_hash(ids, fold, meta["labels_hash"])}
     atomic_write_csv(folds_dir / "folds.csv", pd.DataFrame({"Id": ids, "fold": fold.astype(int)}))
     atomic_write_json(folds_dir / "folds.json", meta)
 
@@ -114,18 +128,21 @@ def read_folds(folds_dir: Path | str) -> Folds:
     df = pd.read_csv(csv_path, dtype={"Id": str})
     if list(df.columns[:2]) != ["Id", "fold"]:
         raise ArtifactError(f"{csv_path}: expected columns Id,fold, got {','.join(df.columns)}")
-    for key in ("n_folds", "labels_hash", "data_dir", "seed"):
+    for key in ("n_folds", "labels_hash", "folds_hash", "data_dir", "seed"):
         if key not in meta:
             raise ArtifactError(f"{json_path}: missing key '{key}'")
-    return Folds(ids=df["Id"].tolist(), fold=df["fold"].to_numpy(int), meta=meta)
+    folds = Folds(ids=df["Id"].tolist(), fold=df["fold"].to_numpy(int), meta=meta)
+    if folds_hash(folds.ids, folds.fold, folds.labels_hash) != folds.hash:
+        raise ArtifactError(f"{csv_path} does not match {json_path} (edited by hand?): remake both with `python -m solution.folds --data DIR --force`")
+    return folds
 
 
 def check_folds_match(folds: Folds, ids: list[str], labels: np.ndarray, data_dir: Path | str) -> None:
     """Refuse folds made from other Ids or labels than the dataset at ``data_dir``, saying how to remake them."""
     current = labels_hash(ids, labels)
-    if current != folds.hash:
+    if current != folds.labels_hash:
         raise ArtifactError(
-            f"folds/folds.json was made from other data ({folds.data_dir}, hash {folds.hash}) than {data_dir} (hash {current}). "
+            f"folds/folds.json was made from other data ({folds.data_dir}, hash {folds.labels_hash}) than {data_dir} (hash {current}). "
             f"Remake them with `python -m solution.folds --data {data_dir} --force` "
             f"(predictions made with the old folds are then refused and must be retrained)"
         )

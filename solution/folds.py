@@ -1,7 +1,8 @@
 """Multilabel-stratified K folds: ``python -m solution.folds --data DIR``.
 
 Writes ``folds/folds.csv`` (Id,fold) and ``folds/folds.json`` (seed, number of
-folds, a hash of the Ids and labels, the dataset path). Existing folds made
+folds, a hash of the Ids and labels, a hash of the fold assignment that every
+prediction set must carry, the dataset path). Existing folds made
 from the same data are kept; folds made from other data are refused with the
 command that remakes them (``--force``).
 """
@@ -58,7 +59,7 @@ def ensure_folds(data_dir: Path, folds_dir: Path, n_folds: int, seed: int, force
     meta = {"seed": seed, "n_folds": n_folds, "labels_hash": current, "data_dir": str(data_dir.resolve()), "n_images": len(fold)}
     write_folds(folds_dir, dataset.train_ids, fold, meta)
     print(prevalence_table(dataset.train_labels, fold))
-    print(f"wrote {folds_dir}/folds.csv and folds.json ({n_folds} folds, seed {seed}, hash {current})")
+    print(f"wrote {folds_dir}/folds.csv and folds.json ({n_folds} folds, seed {seed}, folds hash {read_folds(folds_dir).hash})")
 
 
 def main(argv: list[str] | None = None) -> None:

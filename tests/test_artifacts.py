@@ -24,7 +24,7 @@ def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path):
 
 
 def make_folds(ids, hash_="abc"):
-    return Folds(ids=ids, fold=np.arange(len(ids)) % 2, meta={"n_folds": 2, "labels_hash": hash_, "data_dir": ".", "seed": 0})
+    return Folds(ids=ids, fold=np.arange(len(ids)) % 2, meta={"n_folds": 2, "labels_hash": "data", "folds_hash": hash_, "data_dir": ".", "seed": 0})
 
 
 def write_set(path, oof_ids, test_ids, folds_hash="abc"):

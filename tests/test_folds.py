@@ -42,7 +42,19 @@ def test_ensure_folds_writes_keeps_and_refuses(tiny_dataset, tmp_path, capsys):
     with pytest.raises(ArtifactError, match="made from other data .* --force"):
         ensure_folds(tiny_dataset, out, 5, 42, force=False)
     ensure_folds(tiny_dataset, out, 5, 42, force=True)
-    assert read_folds(out).hash != folds.hash
+    assert read_folds(out).labels_hash != folds.labels_hash
+
+
+def test_folds_hash_tracks_the_assignment(tiny_dataset, tmp_path):
+    ensure_folds(tiny_dataset, tmp_path / "a", 5, 1, force=False)
+    ensure_folds(tiny_dataset, tmp_path / "b", 5, 2, force=False)
+    a, b = read_folds(tmp_path / "a"), read_folds(tmp_path / "b")
+    assert a.labels_hash == b.labels_hash and a.hash != b.hash
+    df = pd.read_csv(tmp_path / "a" / "folds.csv")
+    df.loc[0, "fold"] = (df.loc[0, "fold"] + 1) % 5
+    df.to_csv(tmp_path / "a" / "folds.csv", index=False)
+    with pytest.raises(ArtifactError, match="folds.csv does not match .*folds.json"):
+        read_folds(tmp_path / "a")
 
 
 def test_missing_folds_say_how_to_make_them(tmp_path):
