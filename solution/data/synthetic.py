@@ -50,8 +50,8 @@ import cv2
 import numpy as np
 
 from solution.classes import CLASSES, ENDOSOMES, LABELS_PER_IMAGE_COUNTS, LYSOSOMES, NUM_CLASSES
+from solution.data.layout import STAINS, TEST_LABELS_FILE
 
-STAINS: tuple[str, ...] = ("red", "green", "blue", "yellow")
 MAX_LABELS = len(LABELS_PER_IMAGE_COUNTS)
 MIN_SIZE = 32
 
@@ -653,7 +653,7 @@ def generate(
 
     targets = [(image_id, " ".join(map(str, image_labels))) for image_id, image_labels in zip(ids, labels)]
     _write_csv(partial / "train.csv", ("Id", "Target"), targets[:n_train])
-    _write_csv(partial / "test_labels.csv", ("Id", "Target"), targets[n_train:])
+    _write_csv(partial / TEST_LABELS_FILE, ("Id", "Target"), targets[n_train:])
     blank = [(image_id, "0") for image_id, _ in targets[n_train:]]
     _write_csv(partial / "sample_submission.csv", ("Id", "Predicted"), blank)
     _swap_in(partial, out)
