@@ -21,10 +21,7 @@ import numpy as np
 import pandas as pd
 
 from solution.classes import NUM_CLASSES, PROB_COLUMNS
-
-
-class ArtifactError(ValueError):
-    """An artifact that is missing, malformed, or belongs to other folds or data."""
+from solution.errors import ArtifactError
 
 
 @contextmanager

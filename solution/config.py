@@ -16,6 +16,8 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from solution.errors import ConfigError
+
 CHOICES: dict[str, tuple[str, ...]] = {
     "channels": ("rgby", "rgb", "g", "ry_gy_b", "by_ry_g"),
     "loss": ("bce", "focal"),
@@ -24,10 +26,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "augment": ("none", "flips", "light"),
     "device": ("auto", "cpu", "cuda"),
 }
-
-
-class ConfigError(ValueError):
-    """A config file or override that does not describe a valid experiment."""
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
-from solution.artifacts import ArtifactError, check_folds_match, labels_hash, read_folds, write_folds
+from solution.artifacts import check_folds_match, labels_hash, read_folds, write_folds
 from solution.classes import CLASS_NAMES
 from solution.data.layout import open_dataset
+from solution.errors import KitError
 
 
 def make_folds(labels: np.ndarray, n_folds: int = 5, seed: int = 42) -> np.ndarray:
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         ensure_folds(args.data, args.out, args.n_folds, args.seed, args.force)
-    except (ArtifactError, ValueError) as exc:
+    except (KitError, ValueError) as exc:  # ValueError: too few images for the folds
         sys.exit(f"error: {exc}")
 
 

@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from solution.artifacts import STACK_NAME, ArtifactError, atomic_write_csv, atomic_write_json, list_experiments, load_aligned
+from solution.artifacts import STACK_NAME, atomic_write_csv, atomic_write_json, list_experiments, load_aligned
 from solution.classes import NUM_CLASSES
-from solution.data.layout import DatasetError, parse_target, read_sample_submission
+from solution.data.layout import parse_target, read_sample_submission
+from solution.errors import ArtifactError, KitError
 from solution.metrics import macro_f1
 from solution import thresholds
 
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"(predicting the most frequent class for every image: {summary['test_macro_f1_most_frequent_class']:.4f})")
         if args.submit:
             upload(out, args.message or f"{source}: OOF macro-F1 {summary['oof_macro_f1']:.4f}")
-    except (ArtifactError, DatasetError) as exc:
+    except KitError as exc:
         sys.exit(f"error: {exc}")
 
 

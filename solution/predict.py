@@ -21,7 +21,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from solution.artifacts import (
-    ArtifactError,
     Folds,
     atomic_write_parquet,
     check_same_ids,
@@ -34,11 +33,12 @@ from solution.artifacts import (
     write_predictions,
 )
 from solution.classes import PROB_COLUMNS
-from solution.config import ConfigError, ExperimentConfig, add_override_args, load_config, overrides_from_args
+from solution.config import ExperimentConfig, add_override_args, load_config, overrides_from_args
 from solution.data.cache import load_images
 from solution.data.channels import channel_matrix
 from solution.data.dataset import HpaDataset
-from solution.data.layout import Dataset, DatasetError
+from solution.data.layout import Dataset
+from solution.errors import ArtifactError, ConfigError, KitError
 from solution.models import build_model
 
 TTA_VIEWS = {"none": 1, "flip": 2, "d4": 8}
@@ -149,27 +149,37 @@ def assemble(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, runs_dir: Pa
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Predict missing folds from their checkpoints (with TTA) and assemble oof/<experiment>/.")
-    parser.add_argument("--config", required=True, type=Path)
+def add_experiment_args(parser: argparse.ArgumentParser) -> None:
+    """The options that locate an experiment and its inputs, shared by train and predict."""
+    parser.add_argument("--config", required=True, type=Path, help="experiment YAML (configs/<set>/<experiment>.yaml)")
     parser.add_argument("--data", type=Path, default=None, help="dataset directory (default: the one the folds were made from)")
     parser.add_argument("--folds-dir", type=Path, default=Path("folds"))
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    add_override_args(parser)
+
+
+def load_experiment(args: argparse.Namespace) -> tuple[ExperimentConfig, Folds, Dataset]:
+    """The resolved config, the folds and the dataset they were made from, checked against each other."""
+    cfg = load_config(args.config, overrides_from_args(args))
+    folds = read_folds(args.folds_dir)
+    return cfg, folds, open_matching_dataset(folds, args.data)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Predict missing folds from their checkpoints (with TTA) and assemble oof/<experiment>/.")
+    add_experiment_args(parser)
     parser.add_argument("--oof-dir", type=Path, default=Path("oof"))
     parser.add_argument("--redo", action="store_true", help="predict every fold again, not only missing ones")
-    add_override_args(parser)
     args = parser.parse_args(argv)
     try:
-        cfg = load_config(args.config, overrides_from_args(args))
-        folds = read_folds(args.folds_dir)
-        dataset = open_matching_dataset(folds, args.data)
+        cfg, folds, dataset = load_experiment(args)
         device = resolve_device(cfg.device)
         for k in range(folds.n_folds):
             d = fold_dir(args.runs_dir, cfg, k)
             if args.redo or not (d / "oof.parquet").is_file() or not (d / "test.parquet").is_file():
                 predict_fold(cfg, load_checkpoint(cfg, d / "checkpoint.pt", device), dataset, folds, k, d, device)
         out = assemble(cfg, dataset, folds, args.runs_dir, args.oof_dir)
-    except (ArtifactError, ConfigError, DatasetError) as exc:
+    except KitError as exc:
         sys.exit(f"error: {exc}")
     print(f"wrote {out}/oof.parquet, test.parquet, manifest.json")
 

@@ -21,7 +21,6 @@ import numpy as np
 
 from solution.artifacts import (
     STACK_NAME,
-    ArtifactError,
     Predictions,
     list_experiments,
     load_aligned,
@@ -30,7 +29,7 @@ from solution.artifacts import (
     write_predictions,
 )
 from solution.classes import NUM_CLASSES
-from solution.data.layout import DatasetError
+from solution.errors import ArtifactError, KitError
 from solution.metrics import macro_f1
 from solution import thresholds
 
@@ -96,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         if not names:
             raise ArtifactError(f"no experiments in {args.oof_dir}/: run scripts/train_folds.sh first")
         loaded = load_aligned(names, args.oof_dir, args.folds_dir, args.data)
-    except (ArtifactError, DatasetError) as exc:
+    except KitError as exc:
         sys.exit(f"error: {exc}")
 
     preds, labels, folds, dataset = loaded.preds, loaded.labels, loaded.folds, loaded.dataset

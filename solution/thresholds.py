@@ -84,6 +84,7 @@ def apply(probs: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> None:
     from solution.artifacts import load_aligned
+    from solution.errors import KitError
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", default="stack", help="experiment name under oof/, or 'stack'")
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         loaded = load_aligned([args.source], args.oof_dir, args.folds_dir)
-    except ValueError as exc:  # ArtifactError, DatasetError
+    except KitError as exc:
         sys.exit(f"error: {exc}")
     labels = loaded.labels
     cutoffs, scores = fit_with_scores(loaded.preds[0].oof_probs, labels)

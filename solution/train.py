@@ -23,14 +23,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from solution.artifacts import ArtifactError, Folds, atomic_path, atomic_write_json, open_matching_dataset, read_folds, read_json
-from solution.config import ConfigError, ExperimentConfig, add_override_args, load_config, overrides_from_args, save_config
+from solution.artifacts import Folds, atomic_path, atomic_write_json, read_json
+from solution.config import ExperimentConfig, save_config
 from solution.data.cache import load_images
-from solution.data.layout import Dataset, DatasetError
+from solution.data.layout import Dataset
 from solution.data.transforms import train_transform
+from solution.errors import ArtifactError, ConfigError, KitError
 from solution.metrics import macro_f1
 from solution.models import build_model
-from solution.predict import fold_dir, fold_positions, make_loader, predict_fold, resolve_device
+from solution.predict import add_experiment_args, fold_dir, fold_positions, load_experiment, make_loader, predict_fold, resolve_device
 from solution import thresholds
 
 
@@ -106,7 +107,7 @@ def train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, fold: int,
         if done.get("folds_hash") == folds.hash and done.get("config") == cfg.to_dict():
             print(f"{cfg.name} fold {fold}: already trained ({out}/metrics.json), skipping")
             return done
-        raise ArtifactError(f"{out} holds a run with another config or other folds; delete it to retrain")
+        raise ArtifactError(f"{out} holds a run with another config or other folds: delete {out.parent}/ to retrain {cfg.name}, or pass --runs-dir")
     save_config(cfg, out / "config.yaml")
     seed_everything(cfg.seed + fold)
     device = resolve_device(cfg.device)
@@ -149,22 +150,16 @@ def train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, fold: int,
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train an experiment on one or more folds.")
-    parser.add_argument("--config", required=True, type=Path, help="experiment YAML (configs/<set>/<experiment>.yaml)")
+    add_experiment_args(parser)
     parser.add_argument("--fold", type=int, nargs="*", default=None, help="fold(s) to train (default: all)")
-    parser.add_argument("--data", type=Path, default=None, help="dataset directory (default: the one the folds were made from)")
-    parser.add_argument("--folds-dir", type=Path, default=Path("folds"))
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
-    add_override_args(parser)
     args = parser.parse_args(argv)
     try:
-        cfg = load_config(args.config, overrides_from_args(args))
-        folds = read_folds(args.folds_dir)
-        dataset = open_matching_dataset(folds, args.data)
+        cfg, folds, dataset = load_experiment(args)
         for k in args.fold if args.fold else range(folds.n_folds):
             if not 0 <= k < folds.n_folds:
                 raise ConfigError(f"--fold {k}: the folds in {args.folds_dir}/ are numbered 0..{folds.n_folds - 1}")
             train_fold(cfg, dataset, folds, k, args.runs_dir)
-    except (ArtifactError, ConfigError, DatasetError) as exc:
+    except KitError as exc:
         sys.exit(f"error: {exc}")
 
 

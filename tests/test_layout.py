@@ -110,3 +110,21 @@ def test_hpav18_rgb_jpegs_reduce_to_their_stain(hpav18_dir):
     assert blue_bgr[..., 0].mean() > blue_bgr[..., 2].mean()  # the blue file's signal is in its blue plane
     big = cv2.resize(blue_bgr[..., 0], (64, 64), interpolation=cv2.INTER_AREA)
     assert np.abs(big.astype(int) - image[..., 2].astype(int)).max() <= 1
+
+
+def test_csv_with_bom_and_crlf_line_endings(tiny_dataset):
+    path = tiny_dataset / "train.csv"
+    text = path.read_text()
+    path.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    assert len(open_dataset(tiny_dataset).train_ids) == 40
+
+
+def test_cache_reports_unreadable_image_and_writes_nothing(tiny_dataset, tmp_path):
+    from solution.data.cache import load_images
+
+    ds = open_dataset(tiny_dataset)
+    bad = tiny_dataset / "train" / f"{ds.train_ids[5]}_blue.png"
+    bad.write_bytes(b"")
+    with pytest.raises(DatasetError, match=f"unreadable image: {bad}"):
+        load_images(ds, "train", ds.train_ids, 16, tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []

@@ -101,3 +101,9 @@ def test_unknown_source_lists_available(workdir):
         make_submission.main([])
     make_submission.main(["--source", "tiny_effnet"])
     assert (workdir / "submissions" / "tiny_effnet.csv").is_file()
+
+
+def test_config_typo_exits_with_the_key(workdir):
+    (workdir / "configs" / "typo.yaml").write_text("backbone: test_resnet\nepoch: 3\n")
+    with pytest.raises(SystemExit, match="unknown key\\(s\\) 'epoch'; valid keys: name, backbone"):
+        train.main(["--config", "configs/typo.yaml"])

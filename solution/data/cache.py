@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -37,11 +38,11 @@ def load_images(dataset: Dataset, split: str, ids: list[str], size: int, cache_d
 def _build(dataset: Dataset, split: str, ids: list[str], size: int, path: Path) -> None:
     with atomic_path(path) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(ids), size, size, len(STAINS)))
-
-        def fill(i: int) -> None:
-            out[i] = read_image(dataset.image_paths(split, ids[i]), size)
-
+        fill = partial(_read_into, out, dataset, split, ids, size)
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
             list(tqdm(pool.map(fill, range(len(ids))), total=len(ids), desc=f"caching {split} at {size}px", leave=False))
         out.flush()
-        del out
+
+
+def _read_into(out: np.ndarray, dataset: Dataset, split: str, ids: list[str], size: int, i: int) -> None:
+    out[i] = read_image(dataset.image_paths(split, ids[i]), size)

@@ -23,14 +23,11 @@ import cv2
 import numpy as np
 
 from solution.classes import NUM_CLASSES
+from solution.errors import DatasetError
 
 STAINS: tuple[str, ...] = ("red", "green", "blue", "yellow")
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 TEST_LABELS_FILE = "test_labels.csv"
-
-
-class DatasetError(ValueError):
-    """The dataset directory does not follow the competition layout."""
 
 
 def parse_target(text: str, where: str) -> list[int]:
@@ -52,7 +49,7 @@ def _read_rows(path: Path, header: tuple[str, str]) -> list[tuple[int, str, str]
     """(line number, first, second) of each data row of a two-column CSV with the given header."""
     if not path.is_file():
         raise DatasetError(f"missing file: {path}")
-    with path.open(newline="") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         head = next(reader, None)
         if head is None or tuple(h.strip() for h in head) != header:
