@@ -87,6 +87,17 @@ def fold_dir(runs_dir: Path, cfg: ExperimentConfig, fold: int) -> Path:
     return runs_dir / cfg.name / f"fold{fold}"
 
 
+def run_identity(cfg: ExperimentConfig, folds: Folds) -> dict:
+    """What a fold's saved state must match to be reused: the resolved config and the folds."""
+    return {"config": cfg.to_dict(), "folds_hash": folds.hash}
+
+
+def check_reusable(path: Path, saved: dict, cfg: ExperimentConfig, folds: Folds) -> None:
+    expected = run_identity(cfg, folds)
+    if {k: saved.get(k) for k in expected} != expected:
+        raise ArtifactError(f"{path} belongs to a run with another config or other folds: delete {path.parent.parent}/ to retrain {cfg.name}, or pass --runs-dir")
+
+
 def fold_positions(dataset: Dataset, folds: Folds, fold: int) -> tuple[np.ndarray, np.ndarray]:
     """Row positions (in ``dataset.train_ids`` order) of the training and validation images of a fold."""
     check_same_ids(folds.ids, dataset.train_ids, "folds/folds.csv", f"{dataset.root}/train.csv")
@@ -107,11 +118,12 @@ def predict_fold(cfg: ExperimentConfig, model: nn.Module, dataset: Dataset, fold
     atomic_write_parquet(out_dir / "test.parquet", probs_frame(dataset.test_ids, test))
 
 
-def load_checkpoint(cfg: ExperimentConfig, path: Path, device: torch.device) -> nn.Module:
+def load_checkpoint(cfg: ExperimentConfig, folds: Folds, path: Path, device: torch.device) -> nn.Module:
     if not path.is_file():
         raise ArtifactError(f"missing checkpoint {path}: train the fold first (python -m solution.train --config ... --fold ...)")
-    model = build_model(cfg)
     state = torch.load(path, map_location="cpu", weights_only=True)
+    check_reusable(path, state, cfg, folds)
+    model = build_model(cfg)
     model.load_state_dict(state["model"])
     return model.to(device)
 
@@ -177,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
         for k in range(folds.n_folds):
             d = fold_dir(args.runs_dir, cfg, k)
             if args.redo or not (d / "oof.parquet").is_file() or not (d / "test.parquet").is_file():
-                predict_fold(cfg, load_checkpoint(cfg, d / "checkpoint.pt", device), dataset, folds, k, d, device)
+                predict_fold(cfg, load_checkpoint(cfg, folds, d / "checkpoint.pt", device), dataset, folds, k, d, device)
         out = assemble(cfg, dataset, folds, args.runs_dir, args.oof_dir)
     except KitError as exc:
         sys.exit(f"error: {exc}")

@@ -28,10 +28,20 @@ from solution.config import ExperimentConfig, save_config
 from solution.data.cache import load_images
 from solution.data.layout import Dataset
 from solution.data.transforms import train_transform
-from solution.errors import ArtifactError, ConfigError, KitError
+from solution.errors import ConfigError, KitError
 from solution.metrics import macro_f1
 from solution.models import build_model
-from solution.predict import add_experiment_args, fold_dir, fold_positions, load_experiment, make_loader, predict_fold, resolve_device
+from solution.predict import (
+    add_experiment_args,
+    check_reusable,
+    fold_dir,
+    fold_positions,
+    load_experiment,
+    make_loader,
+    predict_fold,
+    resolve_device,
+    run_identity,
+)
 from solution import thresholds
 
 
@@ -99,36 +109,39 @@ def _save_state(path: Path, **state) -> None:
         torch.save(state, tmp)
 
 
+def _resume(path: Path, cfg: ExperimentConfig, folds: Folds, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler) -> tuple[int, list[dict]]:
+    """Restore the last finished epoch from ``last.pt``, if any: (epochs done, their metrics)."""
+    if not path.is_file():
+        return 0, []
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    check_reusable(path, state, cfg, folds)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    print(f"{path.parent}: resuming after epoch {state['epoch']}")
+    return state["epoch"], state["history"]
+
+
 def train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, fold: int, runs_dir: Path) -> dict:
     """Train (or resume) one fold, predict its validation and test images with TTA; returns its metrics."""
     out = fold_dir(runs_dir, cfg, fold)
     if (out / "metrics.json").is_file():
         done = read_json(out / "metrics.json")
-        if done.get("folds_hash") == folds.hash and done.get("config") == cfg.to_dict():
-            print(f"{cfg.name} fold {fold}: already trained ({out}/metrics.json), skipping")
-            return done
-        raise ArtifactError(f"{out} holds a run with another config or other folds: delete {out.parent}/ to retrain {cfg.name}, or pass --runs-dir")
+        check_reusable(out / "metrics.json", done, cfg, folds)
+        print(f"{cfg.name} fold {fold}: already trained ({out}/metrics.json), skipping")
+        return done
     save_config(cfg, out / "config.yaml")
     seed_everything(cfg.seed + fold)
     device = resolve_device(cfg.device)
     train_pos, val_pos = fold_positions(dataset, folds, fold)
     images = load_images(dataset, "train", dataset.train_ids, cfg.image_size)
-    labels = dataset.train_labels
-    train_loader = make_loader(cfg, images, train_pos, labels, train_transform(cfg.augment), shuffle=True)
-    val_loader = make_loader(cfg, images, val_pos, labels)
+    train_loader = make_loader(cfg, images, train_pos, dataset.train_labels, train_transform(cfg.augment), shuffle=True)
+    val_loader = make_loader(cfg, images, val_pos, dataset.train_labels)
 
     model = build_model(cfg).to(device)
     optimizer = make_optimizer(cfg, model)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * len(train_loader), pct_start=0.2)
-    start_epoch, history = 0, []
-    if (out / "last.pt").is_file():
-        state = torch.load(out / "last.pt", map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, history = state["epoch"], state["history"]
-        print(f"{cfg.name} fold {fold}: resuming after epoch {start_epoch}")
-
+    start_epoch, history = _resume(out / "last.pt", cfg, folds, model, optimizer, scheduler)
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.time()
         train_loss = train_one_epoch(cfg, model, train_loader, optimizer, scheduler, device, f"{cfg.name} f{fold} e{epoch + 1}/{cfg.epochs}")
@@ -138,11 +151,12 @@ def train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, fold: int,
             f"{cfg.name} fold {fold} epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.4f}  val loss {metrics['val_loss']:.4f}  "
             f"val macro-F1 {metrics['val_macro_f1_at_0.5']:.4f} @0.5, {metrics['val_macro_f1_fitted']:.4f} fitted  ({metrics['seconds']:.1f}s)"
         )
-        _save_state(out / "last.pt", model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), epoch=epoch + 1, history=history)
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+        _save_state(out / "last.pt", **state, epoch=epoch + 1, history=history, **run_identity(cfg, folds))
 
-    _save_state(out / "checkpoint.pt", model=model.state_dict(), config=cfg.to_dict())
+    _save_state(out / "checkpoint.pt", model=model.state_dict(), **run_identity(cfg, folds))
     predict_fold(cfg, model, dataset, folds, fold, out, device)
-    final = {"fold": fold, "config": cfg.to_dict(), "folds_hash": folds.hash, "tta": cfg.tta, **{k: v for k, v in history[-1].items() if k.startswith("val_")}, "history": history}
+    final = {"fold": fold, **run_identity(cfg, folds), "tta": cfg.tta, **{k: v for k, v in history[-1].items() if k.startswith("val_")}, "history": history}
     atomic_write_json(out / "metrics.json", final)
     (out / "last.pt").unlink(missing_ok=True)
     return final

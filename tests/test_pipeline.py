@@ -82,8 +82,19 @@ def test_finished_fold_is_skipped_and_killed_fold_resumes(workdir, monkeypatch, 
 
 def test_changed_config_does_not_reuse_a_finished_fold(workdir):
     train.main(["--config", "configs/tiny_convnext.yaml", "--fold", "1"])
-    with pytest.raises(SystemExit, match="holds a run with another config"):
+    with pytest.raises(SystemExit, match="belongs to a run with another config or other folds: delete runs/tiny_convnext/"):
         train.main(["--config", "configs/tiny_convnext.yaml", "--fold", "1", "--lr", "0.01"])
+
+
+def test_killed_fold_does_not_resume_under_another_config(workdir, monkeypatch):
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(train, "predict_fold", killed)
+        train.main(["--config", "configs/tiny_convnext.yaml", "--fold", "2"])
+    with pytest.raises(SystemExit, match="last.pt belongs to a run with another config"):
+        train.main(["--config", "configs/tiny_convnext.yaml", "--fold", "2", "--epochs", "3"])
 
 
 def test_predictions_from_other_folds_are_refused(workdir, tiny_dataset):
