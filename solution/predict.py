@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from solution.artifacts import (
     Folds,
@@ -38,7 +38,8 @@ from solution.data.cache import load_images
 from solution.data.channels import channel_matrix
 from solution.data.dataset import HpaDataset
 from solution.data.layout import Dataset
-from solution.errors import ArtifactError, ConfigError, KitError
+from solution.distributed import Context, resolve_device
+from solution.errors import ArtifactError, KitError
 from solution.models import build_model
 
 TTA_VIEWS = {"none": 1, "flip": 2, "d4": 8}
@@ -52,14 +53,6 @@ def tta_views(x: torch.Tensor, mode: str) -> torch.Tensor:
         return torch.cat([x, x.flip(-1)])
     rotations = [torch.rot90(x, k, dims=(-2, -1)) for k in range(4)]
     return torch.cat(rotations + [r.flip(-1) for r in rotations])
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: cuda was asked for, but torch sees no GPU")
-    return torch.device(name)
 
 
 @torch.no_grad()
@@ -77,10 +70,17 @@ def predict_probs(model: nn.Module, loader: DataLoader, tta: str, device: torch.
     return np.concatenate(out).astype(np.float32)
 
 
-def make_loader(cfg: ExperimentConfig, images: np.ndarray, positions: np.ndarray, labels: np.ndarray | None = None, transform=None, shuffle: bool = False) -> DataLoader:
+def make_loader(
+    cfg: ExperimentConfig, images: np.ndarray, positions: np.ndarray, labels: np.ndarray | None = None, transform=None, shuffle: bool = False, ctx: Context = Context()
+) -> DataLoader:
+    """Batches of ``images[positions]``; a training loader (``shuffle``) under torchrun gives each rank its share."""
     dataset = HpaDataset(images, positions, labels, channel_matrix(cfg.channels), transform)
-    drop_last = shuffle and len(dataset) > cfg.batch_size
-    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=shuffle, drop_last=drop_last, num_workers=cfg.num_workers, pin_memory=torch.cuda.is_available())
+    drop_last = shuffle and len(dataset) > cfg.batch_size * ctx.world_size
+    sampler = DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=cfg.seed, drop_last=drop_last) if shuffle and ctx.distributed else None
+    return DataLoader(
+        dataset, batch_size=cfg.batch_size, shuffle=shuffle and sampler is None, sampler=sampler, drop_last=drop_last,
+        num_workers=cfg.num_workers, pin_memory=torch.cuda.is_available(),
+    )
 
 
 def fold_dir(runs_dir: Path, cfg: ExperimentConfig, fold: int) -> Path:

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from solution.artifacts import Folds, atomic_path, atomic_write_json, read_json
@@ -28,6 +29,7 @@ from solution.config import ExperimentConfig, save_config
 from solution.data.cache import load_images
 from solution.data.layout import Dataset
 from solution.data.transforms import train_transform
+from solution.distributed import Context, mean_over_ranks, setup, teardown
 from solution.errors import ConfigError, KitError
 from solution.metrics import macro_f1
 from solution.models import build_model
@@ -39,7 +41,6 @@ from solution.predict import (
     load_experiment,
     make_loader,
     predict_fold,
-    resolve_device,
     run_identity,
 )
 from solution import thresholds
@@ -65,10 +66,12 @@ def make_optimizer(cfg: ExperimentConfig, model: nn.Module) -> torch.optim.Optim
     return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def train_one_epoch(cfg: ExperimentConfig, model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, scheduler, device: torch.device, desc: str) -> float:
+def train_one_epoch(cfg: ExperimentConfig, model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, scheduler, ctx: Context, desc: str) -> float:
+    """One pass over this rank's share of the training images; returns the mean loss over all ranks."""
     model.train()
+    device = ctx.device
     total, count = 0.0, 0
-    bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
+    bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None if ctx.is_main else True)
     for x, y in bar:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -81,7 +84,7 @@ def train_one_epoch(cfg: ExperimentConfig, model: nn.Module, loader: DataLoader,
         total += loss.item() * len(x)
         count += len(x)
         bar.set_postfix(loss=f"{total / count:.4f}")
-    return total / max(count, 1)
+    return mean_over_ranks(ctx, total, count)
 
 
 @torch.no_grad()
@@ -110,7 +113,7 @@ def _save_state(path: Path, **state) -> None:
 
 
 def _resume(path: Path, cfg: ExperimentConfig, folds: Folds, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler) -> tuple[int, list[dict]]:
-    """Restore the last finished epoch from ``last.pt``, if any: (epochs done, their metrics)."""
+    """Restore the last finished epoch from ``last.pt``, if any: (epochs done, their metrics). Every rank loads it."""
     if not path.is_file():
         return 0, []
     state = torch.load(path, map_location="cpu", weights_only=False)
@@ -118,48 +121,71 @@ def _resume(path: Path, cfg: ExperimentConfig, folds: Folds, model: nn.Module, o
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    print(f"{path.parent}: resuming after epoch {state['epoch']}")
+    print(f"{path.parent}: resuming after epoch {state['epoch']}", flush=True)
     return state["epoch"], state["history"]
 
 
-def train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, fold: int, runs_dir: Path) -> dict:
-    """Train (or resume) one fold, predict its validation and test images with TTA; returns its metrics."""
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, fold: int, runs_dir: Path, ctx: Context = Context()) -> dict:
+    """Train (or resume) one fold, predict its validation and test images with TTA; returns its metrics.
+
+    Under torchrun each rank trains on its share of every epoch (DistributedSampler)
+    and DDP averages the gradients; rank 0 validates, saves and predicts.
+    """
     out = fold_dir(runs_dir, cfg, fold)
     if (out / "metrics.json").is_file():
         done = read_json(out / "metrics.json")
         check_reusable(out / "metrics.json", done, cfg, folds)
-        print(f"{cfg.name} fold {fold}: already trained ({out}/metrics.json), skipping")
+        log(ctx, f"{cfg.name} fold {fold}: already trained ({out}/metrics.json), skipping")
         return done
-    save_config(cfg, out / "config.yaml")
+    if ctx.is_main:
+        save_config(cfg, out / "config.yaml")
+        load_images(dataset, "train", dataset.train_ids, cfg.image_size)  # build the cache once, not once per rank
+    ctx.barrier()
     seed_everything(cfg.seed + fold)
-    device = resolve_device(cfg.device)
     train_pos, val_pos = fold_positions(dataset, folds, fold)
     images = load_images(dataset, "train", dataset.train_ids, cfg.image_size)
-    train_loader = make_loader(cfg, images, train_pos, dataset.train_labels, train_transform(cfg.augment), shuffle=True)
+    train_loader = make_loader(cfg, images, train_pos, dataset.train_labels, train_transform(cfg.augment), shuffle=True, ctx=ctx)
     val_loader = make_loader(cfg, images, val_pos, dataset.train_labels)
 
-    model = build_model(cfg).to(device)
+    model = build_model(cfg).to(ctx.device)
     optimizer = make_optimizer(cfg, model)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * len(train_loader), pct_start=0.2)
     start_epoch, history = _resume(out / "last.pt", cfg, folds, model, optimizer, scheduler)
+    if ctx.distributed:
+        model = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.time()
-        train_loss = train_one_epoch(cfg, model, train_loader, optimizer, scheduler, device, f"{cfg.name} f{fold} e{epoch + 1}/{cfg.epochs}")
-        metrics = {"epoch": epoch + 1, "train_loss": train_loss, **validate(cfg, model, val_loader, device), "seconds": time.time() - t0}
-        history.append(metrics)
-        print(
-            f"{cfg.name} fold {fold} epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.4f}  val loss {metrics['val_loss']:.4f}  "
-            f"val macro-F1 {metrics['val_macro_f1_at_0.5']:.4f} @0.5, {metrics['val_macro_f1_fitted']:.4f} fitted  ({metrics['seconds']:.1f}s)"
-        )
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
-        _save_state(out / "last.pt", **state, epoch=epoch + 1, history=history, **run_identity(cfg, folds))
+        if isinstance(train_loader.sampler, DistributedSampler):
+            train_loader.sampler.set_epoch(epoch)
+        train_loss = train_one_epoch(cfg, model, train_loader, optimizer, scheduler, ctx, f"{cfg.name} f{fold} e{epoch + 1}/{cfg.epochs}")
+        if ctx.is_main:
+            metrics = {"epoch": epoch + 1, "train_loss": train_loss, **validate(cfg, _unwrap(model), val_loader, ctx.device), "seconds": time.time() - t0}
+            history.append(metrics)
+            log(ctx, f"{cfg.name} fold {fold} epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.4f}  val loss {metrics['val_loss']:.4f}  "
+                f"val macro-F1 {metrics['val_macro_f1_at_0.5']:.4f} @0.5, {metrics['val_macro_f1_fitted']:.4f} fitted  ({metrics['seconds']:.1f}s)")
+            state = {"model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+            _save_state(out / "last.pt", **state, epoch=epoch + 1, history=history, **run_identity(cfg, folds))
+        ctx.barrier()
 
-    _save_state(out / "checkpoint.pt", model=model.state_dict(), **run_identity(cfg, folds))
-    predict_fold(cfg, model, dataset, folds, fold, out, device)
-    final = {"fold": fold, **run_identity(cfg, folds), "tta": cfg.tta, **{k: v for k, v in history[-1].items() if k.startswith("val_")}, "history": history}
-    atomic_write_json(out / "metrics.json", final)
-    (out / "last.pt").unlink(missing_ok=True)
+    final = {}
+    if ctx.is_main:
+        _save_state(out / "checkpoint.pt", model=_unwrap(model).state_dict(), **run_identity(cfg, folds))
+        predict_fold(cfg, _unwrap(model), dataset, folds, fold, out, ctx.device)
+        val = {k: v for k, v in history[-1].items() if k.startswith("val_")}
+        final = {"fold": fold, **run_identity(cfg, folds), "tta": cfg.tta, "world_size": ctx.world_size, "steps_per_epoch": len(train_loader), **val, "history": history}
+        atomic_write_json(out / "metrics.json", final)
+        (out / "last.pt").unlink(missing_ok=True)
+    ctx.barrier()
     return final
+
+
+def log(ctx: Context, message: str) -> None:
+    if ctx.is_main:
+        print(message, flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -169,10 +195,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         cfg, folds, dataset = load_experiment(args)
-        for k in args.fold if args.fold else range(folds.n_folds):
-            if not 0 <= k < folds.n_folds:
-                raise ConfigError(f"--fold {k}: the folds in {args.folds_dir}/ are numbered 0..{folds.n_folds - 1}")
-            train_fold(cfg, dataset, folds, k, args.runs_dir)
+        ctx = setup(cfg.device)
+        try:
+            for k in args.fold if args.fold else range(folds.n_folds):
+                if not 0 <= k < folds.n_folds:
+                    raise ConfigError(f"--fold {k}: the folds in {args.folds_dir}/ are numbered 0..{folds.n_folds - 1}")
+                train_fold(cfg, dataset, folds, k, args.runs_dir, ctx)
+        finally:
+            teardown(ctx)
     except KitError as exc:
         sys.exit(f"error: {exc}")
 

@@ -1,0 +1,74 @@
+"""Multi-process training with torch's own engine: started by ``torchrun``, one process per GPU.
+
+``torchrun --standalone --nproc_per_node N -m solution.train ...`` sets
+WORLD_SIZE, RANK and LOCAL_RANK; without them everything runs in one process.
+The backend is NCCL on GPUs and gloo on CPUs (which is how the tests run it).
+Rank 0 alone writes files, validates and predicts; the others wait at a barrier.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from solution.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Context:
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` is this process's GPU where torch sees one, else the CPU."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: cuda was asked for, but torch sees no GPU")
+    if name == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    torch.cuda.set_device(local_rank)
+    return torch.device("cuda", local_rank)
+
+
+def setup(device_name: str) -> Context:
+    """The process's rank and device; joins the process group when started by torchrun."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name, local_rank)
+    if world_size == 1:
+        return Context(device=device)
+    if not dist.is_initialized():
+        # Long timeout: the other ranks wait at a barrier while rank 0 predicts a whole fold with TTA.
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=timedelta(hours=3))
+    return Context(rank=dist.get_rank(), world_size=world_size, device=device)
+
+
+def teardown(ctx: Context) -> None:
+    if ctx.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def mean_over_ranks(ctx: Context, total: float, count: int) -> float:
+    """The mean of a quantity summed over ``count`` items on each rank, over all ranks."""
+    if not ctx.distributed:
+        return total / max(count, 1)
+    t = torch.tensor([total, float(count)], dtype=torch.float64, device=ctx.device)
+    dist.all_reduce(t)
+    return (t[0] / t[1].clamp(min=1)).item()
