@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
 # The whole pipeline on the embedded synthetic dataset, on CPU (or GPU where there is one):
 # synthetic data -> folds -> 5-fold training of every configs/demo experiment (TTA OOF + test
-# predictions) -> LightGBM stack -> per-class thresholds -> submission.
-source "$(dirname "$0")/setup.sh"
+# predictions) -> LightGBM stack -> per-class thresholds -> submission. Prints each stage's time.
 start=$SECONDS
-bash scripts/train_folds.sh
-python -m solution.stack
-python -m solution.make_submission
-echo "demo finished in $((SECONDS - start)) s"
+source "$(dirname "$0")/setup.sh"
+timings=("$(printf '%-44s %5d s' "set-up (.venv)" $((SECONDS - start)))")
+stage() {
+    local name=$1 t=$SECONDS
+    shift
+    "$@"
+    timings+=("$(printf '%-44s %5d s' "$name" $((SECONDS - t)))")
+}
+stage "data, folds, training + TTA (scripts/train_folds.sh)" bash scripts/train_folds.sh
+stage "stack (python -m solution.stack)" python -m solution.stack
+stage "submission (python -m solution.make_submission)" python -m solution.make_submission
+echo
+printf '%s\n' "${timings[@]}" "$(printf '%-44s %5d s' "demo total" $((SECONDS - start)))"
