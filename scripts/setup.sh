@@ -8,7 +8,7 @@ if [[ ! -x "$VENV/bin/python" ]]; then
     echo "creating virtual environment $VENV"
     "${PYTHON:-python3}" -m venv "$VENV"
 fi
-STAMP="$VENV/.installed-$(sha256sum "$ROOT/setup.cfg" | cut -c1-16)"
+STAMP="$VENV/.installed-$("$VENV/bin/python" -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest()[:16])' "$ROOT/setup.cfg")"
 if [[ ! -f "$STAMP" ]]; then
     echo "installing the kit and its dependencies into $VENV (first run: a few minutes)"
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
