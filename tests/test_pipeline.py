@@ -45,8 +45,15 @@ def test_end_to_end(workdir, tiny_dataset, capsys):
 
     stack.main([])
     out = capsys.readouterr().out
-    assert "mean of experiments" in out and "stack (LightGBM)" in out
+    assert "mean of experiments" in out and "LightGBM stack" in out and "stack written (0.5 LightGBM)" in out
     assert len(pd.read_parquet(workdir / "oof" / "stack" / "oof.parquet")) == 40
+
+    # --blend 0 writes the plain mean of the experiments
+    stack.main(["--blend", "0"])
+    mean = np.mean([pd.read_parquet(workdir / "oof" / n / "oof.parquet").iloc[:, 1:].to_numpy() for n in CONFIGS], axis=0)
+    np.testing.assert_allclose(pd.read_parquet(workdir / "oof" / "stack" / "oof.parquet").iloc[:, 1:].to_numpy(), mean, rtol=1e-6)
+    with pytest.raises(SystemExit):
+        stack.main(["--blend", "1.5"])
 
     make_submission.main([])
     sub = pd.read_csv(workdir / "submissions" / "stack.csv", dtype=str, keep_default_na=False)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from solution.stack import fit_predict_class, stack
+from solution.stack import features, fit_predict_class, stack
 
 
 def auc(scores: np.ndarray, truth: np.ndarray) -> float:
@@ -32,3 +32,10 @@ def test_class_without_positives_predicts_constant():
     x = np.random.default_rng(2).random((20, 4))
     out = fit_predict_class(x, np.zeros(20, dtype=np.uint8), [x[:3]], seed=0, n_jobs=1)
     np.testing.assert_array_equal(out[0], np.zeros(3))
+
+
+def test_features_are_experiments_then_their_mean():
+    a, b = np.full((3, 28), 0.2), np.full((3, 28), 0.6)
+    x = features([a, b])
+    assert x.shape == (3, 84)
+    np.testing.assert_allclose(x[:, 56:], 0.4)
