@@ -5,7 +5,8 @@ are missing from its checkpoint (``runs/<name>/fold<k>/checkpoint.pt``), then
 assembles ``oof/<name>/oof.parquet`` (each training image predicted by the fold
 model that never saw it), ``test.parquet`` (mean over the fold models) and
 ``manifest.json``. ``solution.train`` calls the same functions at the end of
-each fold.
+each fold. A fold is predicted again when its ``predictions.json`` does not
+match the config (e.g. ``--tta flip`` on the command line) or with ``--redo``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from solution.artifacts import (
     Folds,
+    atomic_write_json,
     atomic_write_parquet,
     check_same_ids,
     open_matching_dataset,
@@ -43,6 +45,7 @@ from solution.errors import ArtifactError, KitError
 from solution.models import build_model
 
 TTA_VIEWS = {"none": 1, "flip": 2, "d4": 8}
+PREDICTIONS_RECORD = "predictions.json"  # written after a fold's oof/test parquet files: what made them
 
 
 def tta_views(x: torch.Tensor, mode: str) -> torch.Tensor:
@@ -87,9 +90,14 @@ def fold_dir(runs_dir: Path, cfg: ExperimentConfig, fold: int) -> Path:
     return runs_dir / cfg.name / f"fold{fold}"
 
 
+# Config keys that change how a trained model is run, not what it learned.
+INFERENCE_KEYS = ("tta", "num_workers", "device")
+
+
 def run_identity(cfg: ExperimentConfig, folds: Folds) -> dict:
-    """What a fold's saved state must match to be reused: the resolved config and the folds."""
-    return {"config": cfg.to_dict(), "folds_hash": folds.hash}
+    """What a fold's saved state must match to be reused: the training config and the folds."""
+    training = {k: v for k, v in cfg.to_dict().items() if k not in INFERENCE_KEYS}
+    return {"config": training, "folds_hash": folds.hash}
 
 
 def check_reusable(path: Path, saved: dict, cfg: ExperimentConfig, folds: Folds) -> None:
@@ -116,6 +124,13 @@ def predict_fold(cfg: ExperimentConfig, model: nn.Module, dataset: Dataset, fold
     test = predict_probs(model, make_loader(cfg, test_images, np.arange(len(test_images))), cfg.tta, device)
     atomic_write_parquet(out_dir / "oof.parquet", probs_frame(val_ids, oof))
     atomic_write_parquet(out_dir / "test.parquet", probs_frame(dataset.test_ids, test))
+    atomic_write_json(out_dir / PREDICTIONS_RECORD, {"tta": cfg.tta, **run_identity(cfg, folds)})
+
+
+def predictions_current(out_dir: Path, cfg: ExperimentConfig, folds: Folds) -> bool:
+    """Whether a fold folder holds predictions of this config's model, folds and TTA."""
+    record = out_dir / PREDICTIONS_RECORD
+    return record.is_file() and read_json(record) == {"tta": cfg.tta, **run_identity(cfg, folds)}
 
 
 def load_checkpoint(cfg: ExperimentConfig, folds: Folds, path: Path, device: torch.device) -> nn.Module:
@@ -133,9 +148,12 @@ def assemble(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, runs_dir: Pa
     oof_parts, test_parts, fold_metrics = [], [], []
     for k in range(folds.n_folds):
         d = fold_dir(runs_dir, cfg, k)
+        if not (d / "metrics.json").is_file():
+            raise ArtifactError(f"fold {k} of {cfg.name} is not trained ({d}/metrics.json missing): run python -m solution.train --config ... --fold {k}")
         metrics = read_json(d / "metrics.json")
-        if metrics.get("folds_hash") != folds.hash:
-            raise ArtifactError(f"{d} was trained on folds {metrics.get('folds_hash')}, but folds/folds.json is {folds.hash}: retrain it")
+        check_reusable(d / "metrics.json", metrics, cfg, folds)
+        if not predictions_current(d, cfg, folds):
+            raise ArtifactError(f"{d} holds no predictions of this config with tta {cfg.tta}: run python -m solution.predict --config ... (it re-predicts such folds)")
         oof = read_probs_file(d / "oof.parquet")
         expected = [i for i, f in zip(folds.ids, folds.fold) if f == k]
         check_same_ids(expected, oof["Id"].tolist(), f"fold {k} of folds/folds.csv", f"{d}/oof.parquet")
@@ -181,14 +199,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Predict missing folds from their checkpoints (with TTA) and assemble oof/<experiment>/.")
     add_experiment_args(parser)
     parser.add_argument("--oof-dir", type=Path, default=Path("oof"))
-    parser.add_argument("--redo", action="store_true", help="predict every fold again, not only missing ones")
+    parser.add_argument("--redo", action="store_true", help="predict every fold again, not only missing or outdated ones")
     args = parser.parse_args(argv)
     try:
         cfg, folds, dataset = load_experiment(args)
         device = resolve_device(cfg.device)
         for k in range(folds.n_folds):
             d = fold_dir(args.runs_dir, cfg, k)
-            if args.redo or not (d / "oof.parquet").is_file() or not (d / "test.parquet").is_file():
+            if args.redo or not predictions_current(d, cfg, folds):
                 predict_fold(cfg, load_checkpoint(cfg, folds, d / "checkpoint.pt", device), dataset, folds, k, d, device)
         out = assemble(cfg, dataset, folds, args.runs_dir, args.oof_dir)
     except KitError as exc:

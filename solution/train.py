@@ -176,7 +176,7 @@ def train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, fold: int,
         _save_state(out / "checkpoint.pt", model=_unwrap(model).state_dict(), **run_identity(cfg, folds))
         predict_fold(cfg, _unwrap(model), dataset, folds, fold, out, ctx.device)
         val = {k: v for k, v in history[-1].items() if k.startswith("val_")}
-        final = {"fold": fold, **run_identity(cfg, folds), "tta": cfg.tta, "world_size": ctx.world_size, "steps_per_epoch": len(train_loader), **val, "history": history}
+        final = {"fold": fold, **run_identity(cfg, folds), "world_size": ctx.world_size, "steps_per_epoch": len(train_loader), **val, "history": history}
         atomic_write_json(out / "metrics.json", final)
         (out / "last.pt").unlink(missing_ok=True)
     ctx.barrier()

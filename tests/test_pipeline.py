@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 
 from solution import folds, make_submission, predict, stack, train
-from solution.artifacts import read_folds
+from solution.artifacts import open_matching_dataset, read_folds
+from solution.config import load_config
+from solution.errors import ArtifactError
 
 CONFIGS = {
     "tiny_effnet": "backbone: test_efficientnet\nchannels: rgby\nimage_size: 32\nbatch_size: 16\nepochs: 2\nlr: 0.003\naugment: light\ntta: d4\nnum_workers: 0\n",
@@ -125,3 +127,19 @@ def test_config_typo_exits_with_the_key(workdir):
     (workdir / "configs" / "typo.yaml").write_text("backbone: test_resnet\nepoch: 3\n")
     with pytest.raises(SystemExit, match="unknown key\\(s\\) 'epoch'; valid keys: name, backbone"):
         train.main(["--config", "configs/typo.yaml"])
+
+
+def test_predict_again_with_another_tta(workdir):
+    run_experiments(workdir)
+    run = workdir / "runs" / "tiny_effnet"
+    before = pd.read_parquet(workdir / "oof" / "tiny_effnet" / "oof.parquet")
+    folds_ = read_folds("folds")
+    cfg = load_config("configs/tiny_effnet.yaml", {"tta": "none"})
+    with pytest.raises(ArtifactError, match="holds no predictions of this config with tta none"):
+        predict.assemble(cfg, open_matching_dataset(folds_), folds_, workdir / "runs", workdir / "oof")
+    predict.main(["--config", "configs/tiny_effnet.yaml", "--tta", "none"])
+    manifest = json.loads((workdir / "oof" / "tiny_effnet" / "manifest.json").read_text())
+    assert manifest["tta"] == "none"
+    assert json.loads((run / "fold0" / "predictions.json").read_text())["tta"] == "none"
+    after = pd.read_parquet(workdir / "oof" / "tiny_effnet" / "oof.parquet")
+    assert not np.allclose(before.iloc[:, 1:].to_numpy(), after.iloc[:, 1:].to_numpy())
