@@ -121,7 +121,6 @@ def _resume(path: Path, cfg: ExperimentConfig, folds: Folds, model: nn.Module, o
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    print(f"{path.parent}: resuming after epoch {state['epoch']}", flush=True)
     return state["epoch"], state["history"]
 
 
@@ -155,6 +154,8 @@ def train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, fold: int,
     optimizer = make_optimizer(cfg, model)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * len(train_loader), pct_start=0.2)
     start_epoch, history = _resume(out / "last.pt", cfg, folds, model, optimizer, scheduler)
+    if start_epoch:
+        log(ctx, f"{out}: resuming after epoch {start_epoch}")
     if ctx.distributed:
         model = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
     for epoch in range(start_epoch, cfg.epochs):
@@ -165,8 +166,7 @@ def train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, fold: int,
         if ctx.is_main:
             metrics = {"epoch": epoch + 1, "train_loss": train_loss, **validate(cfg, _unwrap(model), val_loader, ctx.device), "seconds": time.time() - t0}
             history.append(metrics)
-            log(ctx, f"{cfg.name} fold {fold} epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.4f}  val loss {metrics['val_loss']:.4f}  "
-                f"val macro-F1 {metrics['val_macro_f1_at_0.5']:.4f} @0.5, {metrics['val_macro_f1_fitted']:.4f} fitted  ({metrics['seconds']:.1f}s)")
+            log(ctx, f"{cfg.name} fold {fold} {_epoch_summary(cfg, metrics)}")
             state = {"model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
             _save_state(out / "last.pt", **state, epoch=epoch + 1, history=history, **run_identity(cfg, folds))
         ctx.barrier()
@@ -181,6 +181,13 @@ def train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, fold: int,
         (out / "last.pt").unlink(missing_ok=True)
     ctx.barrier()
     return final
+
+
+def _epoch_summary(cfg: ExperimentConfig, m: dict) -> str:
+    return (
+        f"epoch {m['epoch']}/{cfg.epochs}: train loss {m['train_loss']:.4f}  val loss {m['val_loss']:.4f}  "
+        f"val macro-F1 {m['val_macro_f1_at_0.5']:.4f} @0.5, {m['val_macro_f1_fitted']:.4f} fitted  ({m['seconds']:.1f}s)"
+    )
 
 
 def log(ctx: Context, message: str) -> None:
