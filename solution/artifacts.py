@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -21,7 +23,10 @@ import numpy as np
 import pandas as pd
 
 from solution.classes import NUM_CLASSES, PROB_COLUMNS
+from solution.data.layout import Dataset, open_dataset
 from solution.errors import ArtifactError
+
+STACK_NAME = "stack"  # the stacker's folder under oof/, beside the experiments'
 
 
 @contextmanager
@@ -145,10 +150,8 @@ def check_folds_match(folds: Folds, ids: list[str], labels: np.ndarray, data_dir
         )
 
 
-def open_matching_dataset(folds: Folds, data_dir: Path | str | None = None):
+def open_matching_dataset(folds: Folds, data_dir: Path | str | None = None) -> Dataset:
     """The dataset the folds were made from (or ``data_dir``), checked against the folds."""
-    from solution.data.layout import open_dataset
-
     data_dir = Path(data_dir) if data_dir is not None else folds.data_dir
     dataset = open_dataset(data_dir)
     check_folds_match(folds, dataset.train_ids, dataset.train_labels, data_dir)
@@ -247,9 +250,6 @@ def align(df: pd.DataFrame, ids: list[str]) -> pd.DataFrame:
 
 def run_info() -> dict[str, Any]:
     """Package versions and git commit, recorded in every manifest."""
-    import subprocess
-    from importlib import metadata
-
     versions = {}
     for pkg in ("torch", "timm", "segmentation-models-pytorch", "albumentations", "lightgbm", "numpy", "pandas", "numba"):
         try:
@@ -271,9 +271,6 @@ def list_experiments(oof_dir: Path | str) -> list[str]:
     return sorted(p.name for p in oof_dir.iterdir() if (p / "manifest.json").is_file() and p.name != STACK_NAME)
 
 
-STACK_NAME = "stack"
-
-
 @dataclass(frozen=True)
 class Aligned:
     """Prediction sets with everything needed to score and apply them, all rows aligned:
@@ -282,7 +279,7 @@ class Aligned:
     preds: list[Predictions]
     labels: np.ndarray
     folds: Folds
-    dataset: Any  # solution.data.layout.Dataset
+    dataset: Dataset
 
 
 def load_aligned(names: list[str], oof_dir: Path | str, folds_dir: Path | str, data_dir: Path | str | None = None) -> Aligned:
