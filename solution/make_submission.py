@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from solution.artifacts import STACK_NAME, atomic_write_csv, atomic_write_json, list_experiments, load_aligned
+from solution.artifacts import STACK_NAME, atomic_path, atomic_write_json, list_experiments, load_aligned
 from solution.classes import NUM_CLASSES
 from solution.data.layout import parse_target, read_sample_submission
 from solution.errors import ArtifactError, KitError
@@ -35,7 +35,7 @@ def format_labels(pred: np.ndarray) -> list[str]:
 
 
 def validate_submission(path: Path, sample_path: Path) -> None:
-    """Re-read a written submission and check it against sample_submission.csv."""
+    """Re-read a written submission: header, the Ids and order of sample_submission.csv, valid labels."""
     expected = read_sample_submission(sample_path)
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
     if list(df.columns) != ["Id", "Predicted"]:
@@ -74,8 +74,9 @@ def make_submission(source: str, out: Path, oof_dir: Path, folds_dir: Path, data
     cutoffs, scores = thresholds.fit_with_scores(preds.oof_probs, loaded.labels)
     test_pred = thresholds.apply(preds.test_probs, cutoffs)
     submission = pd.DataFrame({"Id": dataset.test_ids, "Predicted": format_labels(test_pred)})
-    atomic_write_csv(out, submission)
-    validate_submission(out, dataset.root / "sample_submission.csv")
+    with atomic_path(out) as tmp:  # validated before it replaces anything
+        submission.to_csv(tmp, index=False)
+        validate_submission(tmp, dataset.root / "sample_submission.csv")
     summary = {
         "source": source,
         "source_dir": str((oof_dir / source).resolve()),

@@ -128,3 +128,23 @@ def test_cache_reports_unreadable_image_and_writes_nothing(tiny_dataset, tmp_pat
     with pytest.raises(DatasetError, match=f"unreadable image: {bad}"):
         load_images(ds, "train", ds.train_ids, 16, tmp_path / "cache")
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_hpav18_layout_of_rgb_jpegs_opens(hpav18_dir, tmp_path):
+    """External HPAv18 images ({Id}_{stain}.jpg, RGB, 1728-2048 px) go through the same reader."""
+    import shutil
+
+    root = tmp_path / "hpav18"
+    for split, image_id in (("train", "800_A6_1"), ("train", "89_B5_1"), ("test", "89_B5_1")):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        for stain in STAINS:
+            shutil.copy(hpav18_dir / f"{image_id}_{stain}.jpg", root / split / f"{image_id}_{stain}.jpg")
+    shutil.copy(hpav18_dir / "labels.csv", root / "train.csv")
+    (root / "test" / "89_B5_1_red.jpg").rename(root / "test" / "t1_red.jpg")
+    for stain in ("green", "blue", "yellow"):
+        (root / "test" / f"89_B5_1_{stain}.jpg").rename(root / "test" / f"t1_{stain}.jpg")
+    (root / "sample_submission.csv").write_text("Id,Predicted\nt1,0\n")
+    ds = open_dataset(root)
+    assert ds.train_ids == ["800_A6_1", "89_B5_1"] and ds.test_ids == ["t1"]
+    image = read_image(ds.image_paths("test", "t1"), 32)
+    assert image.shape == (32, 32, 4) and image[..., 2].mean() > 1

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from solution import folds, make_submission, predict, stack, train
+from solution import folds, make_submission, predict, stack, thresholds, train
 from solution.artifacts import open_matching_dataset, read_folds
 from solution.config import load_config
 from solution.errors import ArtifactError
@@ -56,6 +56,11 @@ def test_end_to_end(workdir, tiny_dataset, capsys):
     np.testing.assert_allclose(pd.read_parquet(workdir / "oof" / "stack" / "oof.parquet").iloc[:, 1:].to_numpy(), mean, rtol=1e-6)
     with pytest.raises(SystemExit):
         stack.main(["--blend", "1.5"])
+
+    capsys.readouterr()
+    thresholds.main(["--source", "stack"])
+    printed = capsys.readouterr().out
+    assert printed.count("cut-off") == 28 and "OOF macro-F1 with these cut-offs" in printed
 
     make_submission.main([])
     sub = pd.read_csv(workdir / "submissions" / "stack.csv", dtype=str, keep_default_na=False)
