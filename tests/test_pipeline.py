@@ -60,7 +60,7 @@ def test_end_to_end(workdir, tiny_dataset, capsys):
     capsys.readouterr()
     thresholds.main(["--source", "stack"])
     printed = capsys.readouterr().out
-    assert printed.count("cut-off") == 28 and "OOF macro-F1 with these cut-offs" in printed
+    assert printed.count("cut-off ") == 28 and "OOF macro-F1 with these cut-offs" in printed
 
     make_submission.main([])
     sub = pd.read_csv(workdir / "submissions" / "stack.csv", dtype=str, keep_default_na=False)
