@@ -15,10 +15,9 @@ from solution.artifacts import (
 def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path):
     path = tmp_path / "a.txt"
     atomic_write_text(path, "old")
-    with pytest.raises(RuntimeError):
-        with atomic_path(path) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_path(path) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
 
