@@ -21,7 +21,7 @@ import pandas as pd
 
 from solution.artifacts import STACK_NAME, atomic_path, atomic_write_json, list_experiments, load_aligned
 from solution.classes import NUM_CLASSES
-from solution.data.layout import parse_target, read_sample_submission
+from solution.data.layout import parse_target, read_rows, read_sample_submission
 from solution.errors import ArtifactError, KitError
 from solution.metrics import macro_f1
 from solution import thresholds
@@ -36,13 +36,10 @@ def format_labels(pred: np.ndarray) -> list[str]:
 
 def validate_submission(path: Path, sample_path: Path) -> None:
     """Re-read a written submission: header, the Ids and order of sample_submission.csv, valid labels."""
-    expected = read_sample_submission(sample_path)
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if list(df.columns) != ["Id", "Predicted"]:
-        raise ArtifactError(f"{path}: expected header Id,Predicted, got {','.join(df.columns)}")
-    if df["Id"].tolist() != expected:
+    rows = read_rows(path, ("Id", "Predicted"))
+    if [image_id for _, image_id, _ in rows] != read_sample_submission(sample_path):
         raise ArtifactError(f"{path}: Ids differ from {sample_path} (count or order)")
-    for line, text in enumerate(df["Predicted"], start=2):
+    for line, _, text in rows:
         if text:
             parse_target(text, f"{path}:{line}")
 

@@ -45,7 +45,7 @@ def parse_target(text: str, where: str) -> list[int]:
     return labels
 
 
-def _read_rows(path: Path, header: tuple[str, str]) -> list[tuple[int, str, str]]:
+def read_rows(path: Path, header: tuple[str, str]) -> list[tuple[int, str, str]]:
     """(line number, first, second) of each data row of a two-column CSV with the given header."""
     if not path.is_file():
         raise DatasetError(f"missing file: {path}")
@@ -76,7 +76,7 @@ def _read_rows(path: Path, header: tuple[str, str]) -> list[tuple[int, str, str]
 def read_labels_csv(path: Path | str) -> tuple[list[str], np.ndarray]:
     """Ids and their (N, 28) uint8 label matrix from an ``Id,Target`` file."""
     path = Path(path)
-    rows = _read_rows(path, ("Id", "Target"))
+    rows = read_rows(path, ("Id", "Target"))
     labels = np.zeros((len(rows), NUM_CLASSES), dtype=np.uint8)
     for i, (line, _, target) in enumerate(rows):
         labels[i, parse_target(target, f"{path}:{line}")] = 1
@@ -84,7 +84,7 @@ def read_labels_csv(path: Path | str) -> tuple[list[str], np.ndarray]:
 
 
 def read_sample_submission(path: Path | str) -> list[str]:
-    return [r[1] for r in _read_rows(Path(path), ("Id", "Predicted"))]
+    return [r[1] for r in read_rows(Path(path), ("Id", "Predicted"))]
 
 
 def _index_images(folder: Path) -> dict[str, Path]:
