@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from solution.artifacts import (
     Folds,
+    align,
     atomic_write_json,
     atomic_write_parquet,
     check_same_ids,
@@ -160,9 +161,9 @@ def assemble(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, runs_dir: Pa
         test = read_probs_file(d / "test.parquet")
         check_same_ids(dataset.test_ids, test["Id"].tolist(), "sample_submission.csv", f"{d}/test.parquet")
         oof_parts.append(oof)
-        test_parts.append(test.set_index("Id").loc[dataset.test_ids].to_numpy(np.float32))
+        test_parts.append(align(test, dataset.test_ids)[list(PROB_COLUMNS)].to_numpy(np.float32))
         fold_metrics.append({"fold": k, **{key: metrics[key] for key in ("val_macro_f1_at_0.5", "val_macro_f1_fitted", "val_loss") if key in metrics}})
-    oof_all = pd.concat(oof_parts).set_index("Id").loc[folds.ids].reset_index()
+    oof_all = align(pd.concat(oof_parts), folds.ids)
     test_all = probs_frame(dataset.test_ids, np.mean(test_parts, axis=0))
     manifest = {
         "experiment": cfg.name,
@@ -175,7 +176,7 @@ def assemble(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, runs_dir: Pa
         **run_info(),
     }
     out = oof_dir / cfg.name
-    write_predictions(out, oof_all[["Id", *PROB_COLUMNS]], test_all, manifest)
+    write_predictions(out, oof_all, test_all, manifest)
     return out
 
 

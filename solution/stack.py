@@ -80,8 +80,7 @@ def stack(x_oof: np.ndarray, labels: np.ndarray, fold: np.ndarray, x_test: np.nd
 
 
 def score_row(name: str, probs: np.ndarray, labels: np.ndarray) -> str:
-    fitted = thresholds.fit_with_scores(probs, labels)[1].mean()
-    return f"{name:<28}{macro_f1(labels, probs > 0.5):>10.4f}{fitted:>12.4f}"
+    return f"{name:<28}{macro_f1(labels, probs > 0.5):>10.4f}{thresholds.fitted_macro_f1(probs, labels):>12.4f}"
 
 
 def main(argv: list[str] | None = None) -> None:

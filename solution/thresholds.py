@@ -77,6 +77,11 @@ def fit(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return fit_with_scores(probs, labels)[0]
 
 
+def fitted_macro_f1(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Macro-F1 with cut-offs fitted on the same rows: an optimistic estimate, comparable across predictions."""
+    return float(fit_with_scores(probs, labels)[1].mean())
+
+
 def apply(probs: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
     """0/1 predictions: probability strictly above the class's cut-off."""
     return (np.asarray(probs) > np.asarray(cutoffs)[None, :]).astype(np.uint8)

@@ -103,7 +103,7 @@ def validate(cfg: ExperimentConfig, model: nn.Module, loader: DataLoader, device
     return {
         "val_loss": total / len(p),
         "val_macro_f1_at_0.5": macro_f1(t, p > 0.5),
-        "val_macro_f1_fitted": float(thresholds.fit_with_scores(p, t)[1].mean()),
+        "val_macro_f1_fitted": thresholds.fitted_macro_f1(p, t),
     }
 
 
