@@ -114,12 +114,13 @@ class Folds:
         return Path(self.meta["data_dir"])
 
 
-def write_folds(folds_dir: Path | str, ids: list[str], fold: np.ndarray, meta: dict[str, Any]) -> None:
-    """Write folds.csv and folds.json; ``meta`` gains the folds hash."""
+def write_folds(folds_dir: Path | str, ids: list[str], fold: np.ndarray, meta: dict[str, Any]) -> Folds:
+    """Write folds.csv and folds.json (``meta`` gains the folds hash); returns what was written."""
     folds_dir = Path(folds_dir)
     meta = {**meta, "folds_hash": folds_hash(ids, fold, meta["labels_hash"])}
     atomic_write_csv(folds_dir / "folds.csv", pd.DataFrame({"Id": ids, "fold": fold.astype(int)}))
     atomic_write_json(folds_dir / "folds.json", meta)
+    return Folds(ids=list(ids), fold=fold.astype(int), meta=meta)
 
 
 def read_folds(folds_dir: Path | str) -> Folds:

@@ -51,16 +51,17 @@ def prevalence_table(labels: np.ndarray, fold: np.ndarray) -> str:
 def ensure_folds(data_dir: Path, folds_dir: Path, n_folds: int, seed: int, force: bool) -> None:
     """Make folds, or keep existing ones made from the same data; refuse ones made from other data."""
     dataset = open_dataset(data_dir)
-    current = labels_hash(dataset.train_ids, dataset.train_labels)
     if (folds_dir / "folds.json").is_file() and not force:
-        check_folds_match(read_folds(folds_dir), dataset.train_ids, dataset.train_labels, data_dir)
-        print(f"{folds_dir}/ already holds folds for {data_dir} (hash {current}); keeping them")
+        existing = read_folds(folds_dir)
+        check_folds_match(existing, dataset.train_ids, dataset.train_labels, data_dir)
+        print(f"{folds_dir}/ already holds folds for {data_dir} (folds hash {existing.hash}); keeping them")
         return
     fold = make_folds(dataset.train_labels, n_folds, seed)
-    meta = {"seed": seed, "n_folds": n_folds, "labels_hash": current, "data_dir": str(data_dir.resolve()), "n_images": len(fold)}
-    write_folds(folds_dir, dataset.train_ids, fold, meta)
+    data_hash = labels_hash(dataset.train_ids, dataset.train_labels)
+    meta = {"seed": seed, "n_folds": n_folds, "labels_hash": data_hash, "data_dir": str(data_dir.resolve()), "n_images": len(fold)}
+    folds = write_folds(folds_dir, dataset.train_ids, fold, meta)
     print(prevalence_table(dataset.train_labels, fold))
-    print(f"wrote {folds_dir}/folds.csv and folds.json ({n_folds} folds, seed {seed}, folds hash {read_folds(folds_dir).hash})")
+    print(f"wrote {folds_dir}/folds.csv and folds.json ({n_folds} folds, seed {seed}, folds hash {folds.hash})")
 
 
 def main(argv: list[str] | None = None) -> None:
