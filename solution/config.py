@@ -10,21 +10,30 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
 import yaml
 
+from solution.data.channels import CHANNEL_SETUPS
+from solution.data.transforms import AUGMENTATIONS
+from solution.distributed import DEVICES
 from solution.errors import ConfigError
+from solution.fileio import atomic_write_text
+from solution.losses import LOSSES
+from solution.optim import OPTIMIZERS
+from solution.tta import TTA_MODES
 
-CHOICES: dict[str, tuple[str, ...]] = {
-    "channels": ("rgby", "rgb", "g", "ry_gy_b", "by_ry_g"),
-    "loss": ("bce", "focal"),
-    "optimizer": ("adamw", "sgd"),
-    "tta": ("none", "flip", "d4"),
-    "augment": ("none", "flips", "light"),
-    "device": ("auto", "cpu", "cuda"),
+# The config keys whose values name an entry of a registry: validation and the CLI's choices read them.
+REGISTRIES: dict[str, Mapping[str, Any]] = {
+    "channels": CHANNEL_SETUPS,
+    "loss": LOSSES,
+    "optimizer": OPTIMIZERS,
+    "tta": TTA_MODES,
+    "augment": AUGMENTATIONS,
+    "device": DEVICES,
 }
 
 
@@ -80,10 +89,10 @@ def _coerce(key: str, value: Any, where: str) -> Any:
 
 
 def _validate(cfg: ExperimentConfig, where: str) -> None:
-    for key, allowed in CHOICES.items():
+    for key, registry in REGISTRIES.items():
         value = getattr(cfg, key)
-        if value not in allowed:
-            raise ConfigError(f"{where}: '{key}: {value}' is not one of {', '.join(allowed)}")
+        if value not in registry:
+            raise ConfigError(f"{where}: '{key}: {value}' is not registered; registered values: {', '.join(registry)}")
     for key in ("image_size", "batch_size", "epochs"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"{where}: '{key}' must be at least 1, got {getattr(cfg, key)}")
@@ -95,7 +104,9 @@ def build_config(values: dict[str, Any], where: str) -> ExperimentConfig:
     """A validated config from a mapping; ``where`` names its origin in error messages."""
     unknown = sorted(set(values) - set(FIELD_TYPES))
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(FIELD_TYPES)}")
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(FIELD_TYPES)}"
+        )
     if "name" not in values:
         raise ConfigError(f"{where}: missing key 'name'")
     cfg = ExperimentConfig(**{k: _coerce(k, v, where) for k, v in values.items()})
@@ -129,14 +140,17 @@ def add_override_args(parser: argparse.ArgumentParser) -> None:
     """One ``--field`` option per config field; unset options keep the YAML value."""
     group = parser.add_argument_group("config overrides (default: the value in the YAML file)")
     for key in FIELD_TYPES:
-        group.add_argument(f"--{key.replace('_', '-')}", dest=f"override_{key}", default=None, metavar=FIELD_TYPES[key].__name__.upper())
+        choices = list(REGISTRIES[key]) if key in REGISTRIES else None
+        metavar = None if choices else FIELD_TYPES[key].__name__.upper()
+        flag = f"--{key.replace('_', '-')}"
+        group.add_argument(flag, dest=f"override_{key}", default=None, choices=choices, metavar=metavar)
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    return {key: getattr(args, f"override_{key}") for key in FIELD_TYPES if getattr(args, f"override_{key}") is not None}
+    return {
+        key: getattr(args, f"override_{key}") for key in FIELD_TYPES if getattr(args, f"override_{key}") is not None
+    }
 
 
 def save_config(cfg: ExperimentConfig, path: Path) -> None:
-    from solution.artifacts import atomic_write_text
-
     atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

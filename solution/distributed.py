@@ -37,8 +37,17 @@ class Context:
             dist.barrier()
 
 
+DEVICES: dict[str, str] = {
+    "auto": "this process's GPU where torch sees one, else the CPU",
+    "cpu": "the CPU",
+    "cuda": "this process's GPU (an error where torch sees none)",
+}
+
+
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` is this process's GPU where torch sees one, else the CPU."""
+    """The torch device of a name of ``DEVICES``."""
+    if name not in DEVICES:
+        raise ConfigError(f"device: unknown device {name!r}; registered: {', '.join(DEVICES)}")
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device: cuda was asked for, but torch sees no GPU")
     if name == "cpu" or not torch.cuda.is_available():

@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from solution.classes import NUM_CLASSES
-from solution.config import ConfigError, ExperimentConfig
+from solution.config import ExperimentConfig
 from solution.data.channels import in_channels
+from solution.errors import ConfigError
 
 SMP_PREFIX = "smp:"
 
@@ -29,7 +30,12 @@ class SmpClassifier(nn.Module):
         super().__init__()
         weights = "imagenet" if pretrained else None
         self.encoder = smp.encoders.get_encoder(encoder_name, in_channels=in_chans, depth=5, weights=weights)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(drop_rate), nn.Linear(self.encoder.out_channels[-1], num_classes))
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Dropout(drop_rate),
+            nn.Linear(self.encoder.out_channels[-1], num_classes),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(x)[-1])
@@ -37,12 +43,14 @@ class SmpClassifier(nn.Module):
 
 def _check_name(backbone: str) -> None:
     if backbone.startswith(SMP_PREFIX):
-        library, name, known = "smp encoder", backbone[len(SMP_PREFIX):], list(smp.encoders.encoders)
+        library, name, known = "smp encoder", backbone[len(SMP_PREFIX) :], list(smp.encoders.encoders)
     else:
         library, name, known = "timm model", backbone, timm.list_models()
     if name not in known:
         close = difflib.get_close_matches(name, known, n=8, cutoff=0.6)
-        raise ConfigError(f"unknown {library} {name!r} in backbone {backbone!r}; close matches: {', '.join(close) or 'none'}")
+        raise ConfigError(
+            f"unknown {library} {name!r} in backbone {backbone!r}; close matches: {', '.join(close) or 'none'}"
+        )
 
 
 def build_model(cfg: ExperimentConfig) -> nn.Module:
@@ -51,13 +59,15 @@ def build_model(cfg: ExperimentConfig) -> nn.Module:
     in_chans = in_channels(cfg.channels)
     try:
         if cfg.backbone.startswith(SMP_PREFIX):
-            return SmpClassifier(cfg.backbone[len(SMP_PREFIX):], in_chans, NUM_CLASSES, cfg.pretrained, cfg.drop_rate)
-        return timm.create_model(cfg.backbone, pretrained=cfg.pretrained, in_chans=in_chans, num_classes=NUM_CLASSES, drop_rate=cfg.drop_rate)
+            return SmpClassifier(cfg.backbone[len(SMP_PREFIX) :], in_chans, NUM_CLASSES, cfg.pretrained, cfg.drop_rate)
+        return timm.create_model(
+            cfg.backbone, pretrained=cfg.pretrained, in_chans=in_chans, num_classes=NUM_CLASSES, drop_rate=cfg.drop_rate
+        )
     except Exception as exc:  # network and hub errors come in many types
         if not cfg.pretrained:
             raise
-        raise RuntimeError(
-            f"could not load pretrained weights for {cfg.backbone!r} ({type(exc).__name__}: {exc}). "
+        raise ConfigError(
+            f"pretrained: could not load pretrained weights for {cfg.backbone!r} ({type(exc).__name__}: {exc}). "
             "Pretrained weights are downloaded on first use: run once with network access to fill the cache "
             "(HF_HOME / TORCH_HOME), or set `pretrained: false` in the config."
         ) from exc

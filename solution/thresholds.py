@@ -14,12 +14,16 @@ per-class F1 of an experiment's (or the stack's) OOF predictions.
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 
 import numba
 import numpy as np
 
 from solution.classes import CLASS_NAMES, NUM_CLASSES
+from solution.cli import add_data_args, add_oof_arg, user_errors
+from solution.predictions import load_aligned
+
+log = logging.getLogger(__name__)
 
 
 @numba.njit(cache=True)
@@ -64,7 +68,9 @@ def fit_with_scores(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, 
     probs = np.ascontiguousarray(probs, dtype=np.float64)
     labels = np.ascontiguousarray(labels, dtype=np.int64)
     if probs.shape != labels.shape or probs.ndim != 2:
-        raise ValueError(f"probs and labels must be two (N, C) arrays of one shape, got {probs.shape} and {labels.shape}")
+        raise ValueError(
+            f"probs and labels must be two (N, C) arrays of one shape, got {probs.shape} and {labels.shape}"
+        )
     if probs.shape[0] == 0:
         raise ValueError("cannot fit thresholds on zero rows")
     if not np.isin(labels, (0, 1)).all():
@@ -88,23 +94,19 @@ def apply(probs: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from solution.artifacts import load_aligned
-    from solution.errors import KitError
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", default="stack", help="experiment name under oof/, or 'stack'")
-    parser.add_argument("--oof-dir", default="oof")
-    parser.add_argument("--folds-dir", default="folds")
+    add_oof_arg(parser)
+    add_data_args(parser)
     args = parser.parse_args(argv)
-    try:
-        loaded = load_aligned([args.source], args.oof_dir, args.folds_dir)
-    except KitError as exc:
-        sys.exit(f"error: {exc}")
-    labels = loaded.labels
-    cutoffs, scores = fit_with_scores(loaded.preds[0].oof_probs, labels)
-    for c in range(NUM_CLASSES):
-        print(f"{c:>2} {CLASS_NAMES[c]:<32} cut-off {cutoffs[c]:.4f}  F1 {scores[c]:.3f}  positives {int(labels[:, c].sum())}")
-    print(f"OOF macro-F1 with these cut-offs (fitted in-sample): {scores.mean():.4f}")
+    with user_errors():
+        loaded = load_aligned([args.source], args.oof_dir, args.folds_dir, args.data)
+        labels = loaded.labels
+        cutoffs, scores = fit_with_scores(loaded.preds[0].oof_probs, labels)
+        for c in range(NUM_CLASSES):
+            positives = int(labels[:, c].sum())
+            log.info(f"{c:>2} {CLASS_NAMES[c]:<32} cut-off {cutoffs[c]:.4f}  F1 {scores[c]:.3f}  positives {positives}")
+        log.info(f"OOF macro-F1 with these cut-offs (fitted in-sample): {scores.mean():.4f}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,15 @@ import pytest
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "hpav18"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+# Two tiny experiments that differ in backbone, channel setup, augmentation and TTA.
+TINY_CONFIGS = {
+    "tiny_effnet": "backbone: test_efficientnet\nchannels: rgby\nimage_size: 32\nbatch_size: 16\nepochs: 2\n"
+    "lr: 0.003\naugment: light\ntta: d4\nnum_workers: 0\n",
+    "tiny_convnext": "backbone: test_convnext\nchannels: ry_gy_b\nimage_size: 32\nbatch_size: 16\nepochs: 1\n"
+    "lr: 0.003\naugment: flips\ntta: flip\nnum_workers: 0\n",
+}
 
 
 @pytest.fixture(scope="session")
@@ -23,8 +31,33 @@ def tiny_dataset(tiny_dataset_master, tmp_path) -> Path:
     return Path(shutil.copytree(tiny_dataset_master, tmp_path / "data"))
 
 
+@pytest.fixture(scope="session")
+def trained_master(tiny_dataset_master, tmp_path_factory) -> Path:
+    """A working folder in which folds were made and both tiny experiments trained and assembled, once."""
+    from solution import folds, predict, train
+
+    root = tmp_path_factory.mktemp("trained")
+    (root / "configs").mkdir()
+    for name, text in TINY_CONFIGS.items():
+        (root / "configs" / f"{name}.yaml").write_text(text)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        folds.main(["--data", str(tiny_dataset_master)])
+        for name in TINY_CONFIGS:
+            train.main(["--config", f"configs/{name}.yaml"])
+            predict.main(["--config", f"configs/{name}.yaml"])
+    return root
+
+
+@pytest.fixture
+def trained(trained_master, tmp_path, monkeypatch) -> Path:
+    """A private copy of the trained working folder, made the current directory."""
+    work = Path(shutil.copytree(trained_master, tmp_path / "work"))
+    monkeypatch.chdir(work)
+    return work
+
+
 @pytest.fixture
 def hpav18_dir() -> Path:
-    if not FIXTURES.is_dir():
-        pytest.skip(f"HPAv18 fixture images not found at {FIXTURES}")
-    return FIXTURES
+    """Two real HPAv18 fields, reduced in size (see fixtures/hpav18/README.md)."""
+    return FIXTURES / "hpav18"

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from solution.data.channels import CHANNEL_SETUPS, channel_matrix, in_channels, to_model_input
+from solution.data.channels import channel_matrix, in_channels, to_model_input
+from solution.errors import ConfigError
 
 # One pixel with stains R, G, B, Y = 51, 102, 153, 204 (0.2, 0.4, 0.6, 0.8 after scaling).
 PIXEL = np.array([51, 102, 153, 204], dtype=np.uint8).reshape(1, 1, 4)
@@ -24,12 +25,6 @@ def test_setups_by_hand(setup, expected):
     assert in_channels(setup) == len(expected)
 
 
-def test_unknown_setup_lists_known():
-    with pytest.raises(KeyError, match="known: rgby"):
+def test_unknown_setup_lists_registered():
+    with pytest.raises(ConfigError, match="registered: rgby, rgb, g, ry_gy_b, by_ry_g"):
         channel_matrix("rgbx")
-
-
-def test_config_choices_match_setups():
-    from solution.config import CHOICES
-
-    assert set(CHOICES["channels"]) == set(CHANNEL_SETUPS)

@@ -1,4 +1,5 @@
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -26,7 +27,7 @@ def test_unknown_key_names_file_and_lists_valid_keys(tmp_path):
 @pytest.mark.parametrize(
     "text, match",
     [
-        ("channels: rgbyx\n", "'channels: rgbyx' is not one of rgby, rgb, g, ry_gy_b, by_ry_g"),
+        ("channels: rgbyx\n", "'channels: rgbyx' is not registered; registered values: rgby, rgb, g, ry_gy_b, by_ry_g"),
         ("epochs: three\n", "'epochs' expects int"),
         ("pretrained: maybe\n", "'pretrained' expects bool"),
         ("epochs: 0\n", "'epochs' must be at least 1"),
@@ -53,9 +54,7 @@ def test_command_line_overrides_yaml(tmp_path):
 
 
 def test_demo_and_hpa_configs_load():
-    from pathlib import Path
-
-    paths = sorted(Path("configs").glob("*/*.yaml"))
-    assert len(list(Path("configs/demo").glob("*.yaml"))) >= 2
-    for path in paths:
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    assert len(list((configs / "demo").glob("*.yaml"))) >= 2
+    for path in sorted(configs.glob("*/*.yaml")):
         load_config(path)

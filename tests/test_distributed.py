@@ -6,19 +6,37 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from solution import folds
-from solution.artifacts import read_folds
+from solution.splits import read_folds
 
-CONFIG = "backbone: test_efficientnet\nchannels: rgby\nimage_size: 32\nbatch_size: 4\nepochs: 2\nlr: 0.003\naugment: flips\ntta: flip\nnum_workers: 0\ndevice: cpu\n"
+CONFIG = (
+    "backbone: test_efficientnet\nchannels: rgby\nimage_size: 32\nbatch_size: 4\nepochs: 2\nlr: 0.003\n"
+    "augment: flips\ntta: flip\nnum_workers: 0\ndevice: cpu\n"
+)
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_train_one_fold(tiny_dataset, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "ddp.yaml").write_text(CONFIG)
     folds.main(["--data", str(tiny_dataset)])
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "solution.train", "--config", "ddp.yaml", "--fold", "0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "solution.train",
+        "--config",
+        "ddp.yaml",
+        "--fold",
+        "0",
+    ]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from solution.artifacts import ArtifactError, read_folds
-from solution.folds import ensure_folds, make_folds, prevalence_table
+from solution.errors import ArtifactError, ConfigError
+from solution.splits import ensure_folds, make_folds, prevalence_table, read_folds
 
 
 def test_folds_are_a_stratified_partition():
@@ -12,6 +12,7 @@ def test_folds_are_a_stratified_partition():
     fold = make_folds(labels, n_folds=5, seed=1)
     assert set(fold) == {0, 1, 2, 3, 4}
     assert np.bincount(fold).min() >= 95
+
     def deviation(f):  # mean absolute gap between a fold's prevalence and the whole's
         return np.mean([np.abs(labels[f == k].mean(0) - labels.mean(0)) for k in range(5)])
 
@@ -22,11 +23,12 @@ def test_folds_are_a_stratified_partition():
 
 
 def test_too_few_images():
-    with pytest.raises(ValueError, match="cannot make 5 folds from 3 images"):
+    with pytest.raises(ConfigError, match="cannot make 5 folds from 3 images"):
         make_folds(np.ones((3, 28)), 5)
 
 
-def test_ensure_folds_writes_keeps_and_refuses(tiny_dataset, tmp_path, capsys):
+def test_ensure_folds_writes_keeps_and_refuses(tiny_dataset, tmp_path, caplog):
+    caplog.set_level("INFO", logger="solution")
     out = tmp_path / "folds"
     ensure_folds(tiny_dataset, out, 5, 42, force=False)
     folds = read_folds(out)
@@ -34,7 +36,7 @@ def test_ensure_folds_writes_keeps_and_refuses(tiny_dataset, tmp_path, capsys):
     assert list(df.columns) == ["Id", "fold"] and len(df) == 40
     assert folds.meta["seed"] == 42 and folds.n_folds == 5
     ensure_folds(tiny_dataset, out, 5, 42, force=False)
-    assert "keeping them" in capsys.readouterr().out
+    assert "keeping them" in caplog.text
     # the labels change: the old folds are refused with the command that remakes them
     lines = (tiny_dataset / "train.csv").read_text().splitlines()
     lines[1] = lines[1].split(",")[0] + ",27"

@@ -35,7 +35,13 @@ def test_unreadable_image_is_named(tiny_dataset):
 
 @pytest.mark.parametrize(
     "target, match",
-    [("3 28", "bad label '28'"), ("1 x", "bad label 'x'"), ("-1", "bad label '-1'"), ("", "empty Target"), ("2 2", "repeated label")],
+    [
+        ("3 28", "bad label '28'"),
+        ("1 x", "bad label 'x'"),
+        ("-1", "bad label '-1'"),
+        ("", "empty Target"),
+        ("2 2", "repeated label"),
+    ],
 )
 def test_bad_target_names_row(tiny_dataset, target, match):
     lines = (tiny_dataset / "train.csv").read_text().splitlines()

@@ -4,9 +4,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from solution.config import ConfigError, build_config
+from solution.config import build_config
+from solution.errors import ConfigError
+from solution.inference import predict_probs
 from solution.models import build_model
-from solution.predict import predict_probs, tta_views
+from solution.tta import tta_views
 
 
 class TopLeft(nn.Module):
@@ -47,13 +49,22 @@ def test_d4_views_are_distinct_and_batched():
     assert len(flat) == 8
 
 
-@pytest.mark.parametrize("backbone, channels, n_in", [("test_efficientnet", "rgby", 4), ("test_convnext", "g", 1), ("smp:resnet18", "ry_gy_b", 3)])
+@pytest.mark.parametrize(
+    "backbone, channels, n_in",
+    [("test_efficientnet", "rgby", 4), ("test_convnext", "g", 1), ("smp:resnet18", "ry_gy_b", 3)],
+)
 def test_models_take_their_setup_and_give_28_logits(backbone, channels, n_in):
     model = build_model(build_config({"name": "m", "backbone": backbone, "channels": channels}, "test"))
     assert model(torch.zeros(2, n_in, 32, 32)).shape == (2, 28)
 
 
-@pytest.mark.parametrize("backbone, match", [("resnet34x", "unknown timm model 'resnet34x' in backbone 'resnet34x'; close matches: resnet34"), ("smp:resnet19", "unknown smp encoder 'resnet19'")])
+@pytest.mark.parametrize(
+    "backbone, match",
+    [
+        ("resnet34x", "unknown timm model 'resnet34x' in backbone 'resnet34x'; close matches: resnet34"),
+        ("smp:resnet19", "unknown smp encoder 'resnet19'"),
+    ],
+)
 def test_unknown_backbone_fails_loudly(backbone, match):
     with pytest.raises(ConfigError, match=match):
         build_model(build_config({"name": "m", "backbone": backbone}, "test"))
@@ -66,5 +77,5 @@ def test_pretrained_offline_gives_clear_message(monkeypatch):
         raise OSError("Network is unreachable")
 
     monkeypatch.setattr(timm, "create_model", offline)
-    with pytest.raises(RuntimeError, match="could not load pretrained weights for 'resnet18'.*pretrained: false"):
+    with pytest.raises(ConfigError, match="could not load pretrained weights for 'resnet18'.*pretrained: false"):
         build_model(build_config({"name": "m", "backbone": "resnet18", "pretrained": True}, "test"))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from solution.stack import features, fit_predict_class, stack
+from solution.stacking import features, fit_predict_class, stack
 
 
 def auc(scores: np.ndarray, truth: np.ndarray) -> float:
@@ -14,7 +14,7 @@ def test_informative_feature_is_used():
     labels = (rng.random((300, 28)) < 0.3).astype(np.uint8)
     x = np.clip(labels * 0.6 + rng.random((300, 28)) * 0.5, 0, 1)  # one "experiment": noisy truth
     fold = np.arange(300) % 5
-    oof, test = stack(x, labels, fold, x[:50])
+    oof, test = stack(x, labels, fold, x[:50], n_jobs=1)
     assert oof.shape == (300, 28) and test.shape == (50, 28)
     assert auc(oof[:, 3], labels[:, 3]) > 0.9
 
@@ -24,7 +24,7 @@ def test_oof_predictions_are_honest():
     rng = np.random.default_rng(1)
     labels = (rng.random((400, 28)) < 0.4).astype(np.uint8)
     x = rng.random((400, 56))
-    oof, _ = stack(x, labels, np.arange(400) % 5, x[:10])
+    oof, _ = stack(x, labels, np.arange(400) % 5, x[:10], n_jobs=1)
     assert np.mean([auc(oof[:, c], labels[:, c]) for c in range(28)]) == pytest.approx(0.5, abs=0.05)
 
 

@@ -1,43 +1,45 @@
+import numpy as np
 import pandas as pd
 import pytest
 
-from solution import make_submission
-from solution.artifacts import ArtifactError
+from solution import submission
+from solution.errors import ArtifactError, KitError
 
 
 def write_sample(path, ids):
     pd.DataFrame({"Id": ids, "Predicted": ["0"] * len(ids)}).to_csv(path, index=False)
 
 
-@pytest.mark.parametrize("rows, match", [
-    ([("b", "1"), ("a", "2")], "Ids differ"),
-    ([("a", "1 29"), ("b", "")], r"sub.csv:2: bad label '29'"),
-])
+@pytest.mark.parametrize(
+    "rows, match",
+    [
+        ([("b", "1"), ("a", "2")], "Ids differ"),
+        ([("a", "1 29"), ("b", "")], r"sub.csv:2: bad label '29'"),
+    ],
+)
 def test_validate_submission_catches_bad_files(tmp_path, rows, match):
     write_sample(tmp_path / "sample.csv", ["a", "b"])
     pd.DataFrame(rows, columns=["Id", "Predicted"]).to_csv(tmp_path / "sub.csv", index=False)
-    with pytest.raises(ValueError, match=match):
-        make_submission.validate_submission(tmp_path / "sub.csv", tmp_path / "sample.csv")
+    with pytest.raises(KitError, match=match):
+        submission.validate_submission(tmp_path / "sub.csv", tmp_path / "sample.csv")
 
 
 def test_valid_submission_with_empty_prediction(tmp_path):
     write_sample(tmp_path / "sample.csv", ["a", "b"])
     pd.DataFrame([("a", "0 27"), ("b", "")], columns=["Id", "Predicted"]).to_csv(tmp_path / "sub.csv", index=False)
-    make_submission.validate_submission(tmp_path / "sub.csv", tmp_path / "sample.csv")
+    submission.validate_submission(tmp_path / "sub.csv", tmp_path / "sample.csv")
 
 
 def test_format_labels():
-    import numpy as np
-
     pred = np.zeros((2, 28), dtype=np.uint8)
     pred[0, [0, 5, 27]] = 1
-    assert make_submission.format_labels(pred) == ["0 5 27", ""]
+    assert submission.format_labels(pred) == ["0 5 27", ""]
 
 
 def test_submit_without_kaggle_client_says_what_to_install(tmp_path, monkeypatch):
-    monkeypatch.setattr(make_submission.shutil, "which", lambda name: None)
+    monkeypatch.setattr(submission.shutil, "which", lambda name: None)
     with pytest.raises(ArtifactError, match="pip install kaggle"):
-        make_submission.upload(tmp_path / "sub.csv", "msg")
+        submission.upload(tmp_path / "sub.csv", "msg")
 
 
 def test_submit_calls_kaggle_client(tmp_path, monkeypatch):
@@ -46,7 +48,19 @@ def test_submit_calls_kaggle_client(tmp_path, monkeypatch):
     class Done:
         returncode, stdout, stderr = 0, "Successfully submitted", ""
 
-    monkeypatch.setattr(make_submission.shutil, "which", lambda name: "/usr/bin/kaggle")
-    monkeypatch.setattr(make_submission.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or Done())
-    make_submission.upload(tmp_path / "sub.csv", "my run")
-    assert calls == [["kaggle", "competitions", "submit", "-c", "human-protein-atlas-image-classification", "-f", str(tmp_path / "sub.csv"), "-m", "my run"]]
+    monkeypatch.setattr(submission.shutil, "which", lambda name: "/usr/bin/kaggle")
+    monkeypatch.setattr(submission.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or Done())
+    submission.upload(tmp_path / "sub.csv", "my run")
+    assert calls == [
+        [
+            "kaggle",
+            "competitions",
+            "submit",
+            "-c",
+            "human-protein-atlas-image-classification",
+            "-f",
+            str(tmp_path / "sub.csv"),
+            "-m",
+            "my run",
+        ]
+    ]

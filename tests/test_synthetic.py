@@ -11,6 +11,7 @@ import pytest
 
 from solution.classes import CLASSES, ENDOSOMES, LYSOSOMES, NUM_CLASSES
 from solution.data.synthetic import STAINS, generate, main, render_field, sample_labels
+from solution.errors import ConfigError
 
 SMALL = {"n_train": 12, "n_test": 6, "size": 40}
 
@@ -106,7 +107,7 @@ def test_refuses_existing_output_unless_forced(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "stale.txt").write_text("old")
-    with pytest.raises(FileExistsError, match="out"):
+    with pytest.raises(ConfigError, match="already exists; pass --force"):
         generate(out, n_train=2, n_test=1, size=32)
     assert (out / "stale.txt").exists()
 

@@ -3,7 +3,8 @@ import pytest
 
 from solution.data.channels import channel_matrix
 from solution.data.dataset import HpaDataset
-from solution.data.transforms import train_transform
+from solution.data.transforms import AUGMENTATIONS, train_transform
+from solution.errors import ConfigError
 
 
 def dihedral(image: np.ndarray) -> list[np.ndarray]:
@@ -19,16 +20,16 @@ def test_flips_give_one_of_the_eight_dihedral_views_of_all_four_stains():
         assert any(np.array_equal(out, view) for view in dihedral(image))
 
 
-@pytest.mark.parametrize("level", ["flips", "light"])
-def test_augmentation_keeps_four_uint8_channels(level):
+@pytest.mark.parametrize("preset", sorted(set(AUGMENTATIONS) - {"none"}))
+def test_augmentation_keeps_four_uint8_channels(preset):
     image = np.random.default_rng(1).integers(0, 255, (32, 32, 4), dtype=np.uint8)
-    out = train_transform(level)(image=image)["image"]
+    out = train_transform(preset)(image=image)["image"]
     assert out.shape == (32, 32, 4) and out.dtype == np.uint8
 
 
-def test_none_and_unknown_levels():
+def test_none_and_unknown_presets():
     assert train_transform("none") is None
-    with pytest.raises(ValueError, match="unknown augmentation level 'heavy'"):
+    with pytest.raises(ConfigError, match="unknown preset 'heavy'; registered: none, flips, light"):
         train_transform("heavy")
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from solution.artifacts import atomic_path
 from solution.data.layout import STAINS, Dataset, read_image
+from solution.fileio import atomic_path
 
 
 def cache_file(dataset: Dataset, split: str, ids: list[str], size: int, cache_dir: Path) -> Path:
@@ -40,7 +40,9 @@ def _build(dataset: Dataset, split: str, ids: list[str], size: int, path: Path) 
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(ids), size, size, len(STAINS)))
         fill = partial(_read_into, out, dataset, split, ids, size)
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            list(tqdm(pool.map(fill, range(len(ids))), total=len(ids), desc=f"caching {split} at {size}px", leave=False))
+            list(
+                tqdm(pool.map(fill, range(len(ids))), total=len(ids), desc=f"caching {split} at {size}px", leave=False)
+            )
         out.flush()
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from solution.errors import ConfigError
+
 R, G, B, Y = np.eye(4, dtype=np.float32)
 
 CHANNEL_SETUPS: dict[str, np.ndarray] = {
@@ -25,7 +27,9 @@ def channel_matrix(name: str) -> np.ndarray:
     try:
         return CHANNEL_SETUPS[name]
     except KeyError:
-        raise KeyError(f"unknown channel setup {name!r}; known: {', '.join(CHANNEL_SETUPS)}") from None
+        raise ConfigError(
+            f"channels: unknown channel setup {name!r}; registered: {', '.join(CHANNEL_SETUPS)}"
+        ) from None
 
 
 def in_channels(name: str) -> int:

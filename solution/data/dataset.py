@@ -19,7 +19,14 @@ class HpaDataset(Dataset):
     all zeros where ``labels`` is None (test images).
     """
 
-    def __init__(self, images: np.ndarray, positions: np.ndarray, labels: np.ndarray | None, matrix: np.ndarray, transform: A.Compose | None = None):
+    def __init__(
+        self,
+        images: np.ndarray,
+        positions: np.ndarray,
+        labels: np.ndarray | None,
+        matrix: np.ndarray,
+        transform: A.Compose | None = None,
+    ):
         if labels is not None and len(labels) != len(images):
             raise ValueError(f"{len(images)} images but {len(labels)} label rows")
         self.images = images

@@ -24,6 +24,7 @@ import numpy as np
 
 from solution.classes import NUM_CLASSES
 from solution.errors import DatasetError
+from solution.ids import positions
 
 STAINS: tuple[str, ...] = ("red", "green", "blue", "yellow")
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -106,7 +107,9 @@ def _stain_paths(folder: Path, ids: list[str], exact: bool) -> dict[str, tuple[P
         listed = set(ids)
         extra = sorted({stem.rsplit("_", 1)[0] for stem in index} - listed)
         if extra:
-            raise DatasetError(f"{folder}: holds images of {len(extra)} Id(s) not in sample_submission.csv (e.g. {extra[0]!r})")
+            raise DatasetError(
+                f"{folder}: holds images of {len(extra)} Id(s) not in sample_submission.csv (e.g. {extra[0]!r})"
+            )
     paths = {}
     for image_id in ids:
         missing = [s for s in STAINS if f"{image_id}_{s}" not in index]
@@ -135,11 +138,7 @@ class Dataset:
         if not path.is_file():
             return None
         ids, labels = read_labels_csv(path)
-        order = {i: n for n, i in enumerate(ids)}
-        missing = [i for i in self.test_ids if i not in order]
-        if missing:
-            raise DatasetError(f"{path}: no labels for test Id {missing[0]!r}")
-        return labels[[order[i] for i in self.test_ids]]
+        return labels[positions(ids, self.test_ids, str(path), DatasetError)]
 
 
 def open_dataset(root: Path | str) -> Dataset:
@@ -152,7 +151,10 @@ def open_dataset(root: Path | str) -> Dataset:
     overlap = set(train_ids) & set(test_ids)
     if overlap:
         raise DatasetError(f"{root}: Id {sorted(overlap)[0]!r} is in both train.csv and sample_submission.csv")
-    paths = {"train": _stain_paths(root / "train", train_ids, exact=False), "test": _stain_paths(root / "test", test_ids, exact=True)}
+    paths = {
+        "train": _stain_paths(root / "train", train_ids, exact=False),
+        "test": _stain_paths(root / "test", test_ids, exact=True),
+    }
     return Dataset(root=root, train_ids=train_ids, train_labels=train_labels, test_ids=test_ids, paths=paths)
 
 

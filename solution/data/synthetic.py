@@ -37,6 +37,7 @@ Reproducibility
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import time
@@ -50,7 +51,11 @@ import cv2
 import numpy as np
 
 from solution.classes import CLASSES, ENDOSOMES, LABELS_PER_IMAGE_COUNTS, LYSOSOMES, NUM_CLASSES
+from solution.cli import user_errors
 from solution.data.layout import STAINS, TEST_LABELS_FILE
+from solution.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 MAX_LABELS = len(LABELS_PER_IMAGE_COUNTS)
 MIN_SIZE = 32
@@ -61,9 +66,9 @@ _TAU = 2 * np.pi
 
 # ---------------------------------------------------------------------------- labels
 
-_UNITS: tuple[tuple[int, ...], ...] = tuple(
-    (c,) for c in range(NUM_CLASSES) if c not in (ENDOSOMES, LYSOSOMES)
-) + ((ENDOSOMES, LYSOSOMES),)
+_UNITS: tuple[tuple[int, ...], ...] = tuple((c,) for c in range(NUM_CLASSES) if c not in (ENDOSOMES, LYSOSOMES)) + (
+    (ENDOSOMES, LYSOSOMES),
+)
 
 
 def _k_probs() -> np.ndarray:
@@ -163,9 +168,7 @@ def _rotate(ex: np.ndarray, ey: np.ndarray, angle: float | np.ndarray) -> np.nda
     return np.stack([ex * c - ey * s, ex * s + ey * c], axis=-1)
 
 
-def _to_image(
-    centre: np.ndarray, axes: np.ndarray, angle: float, u: np.ndarray, theta: np.ndarray
-) -> np.ndarray:
+def _to_image(centre: np.ndarray, axes: np.ndarray, angle: float, u: np.ndarray, theta: np.ndarray) -> np.ndarray:
     """Points at normalised radius u and polar angle theta of an ellipse, as (m, 2) x y."""
     return centre + _rotate(u * axes[0] * np.cos(theta), u * axes[1] * np.sin(theta), angle)
 
@@ -292,9 +295,7 @@ def _px(f: _Field, length: float) -> int:
     return max(1, int(round(length * f.unit)))
 
 
-def _cell_points(
-    f: _Field, count: tuple[int, int], u: tuple[float, float], nucleus: bool = False
-) -> np.ndarray:
+def _cell_points(f: _Field, count: tuple[int, int], u: tuple[float, float], nucleus: bool = False) -> np.ndarray:
     """count[0]..count[1]-1 random points per cell (or nucleus) at normalised radius in u, as (m, 2)."""
     parts = []
     for i in range(f.n):
@@ -635,9 +636,12 @@ def generate(
     """
     out = Path(out_dir)
     if n_train < 1 or n_test < 1 or seed < 0 or size < MIN_SIZE:
-        raise ValueError(f"need n_train >= 1, n_test >= 1, seed >= 0, size >= {MIN_SIZE}")
+        raise ConfigError(
+            f"need --n-train >= 1, --n-test >= 1, --seed >= 0, --size >= {MIN_SIZE}; "
+            f"got {n_train}, {n_test}, {seed}, {size}"
+        )
     if (out.exists() or out.is_symlink()) and not force:
-        raise FileExistsError(f"{out} already exists; pass force=True (--force) to replace it")
+        raise ConfigError(f"{out} already exists; pass --force to replace it")
     partial = out.with_name(out.name + ".partial")
     if partial.exists() or partial.is_symlink():
         _remove(partial)
@@ -673,11 +677,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--force", action="store_true", help="replace an existing output folder")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    out = generate(args.out, args.n_train, args.n_test, args.size, args.seed, args.force)
-    print(
-        f"wrote {args.n_train} train + {args.n_test} test fields ({args.size} px, seed {args.seed}) "
-        f"to {out} in {time.perf_counter() - start:.1f} s"
-    )
+    with user_errors():
+        out = generate(args.out, args.n_train, args.n_test, args.size, args.seed, args.force)
+        log.info(
+            f"wrote {args.n_train} train + {args.n_test} test fields ({args.size} px, seed {args.seed}) "
+            f"to {out} in {time.perf_counter() - start:.1f} s"
+        )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,60 @@
+"""Command-line plumbing shared by the stages: common options, logging, and the one place errors exit.
+
+Every ``main`` runs its work inside ``user_errors()``: a ``KitError`` (a bad
+input, named with its file, row or key) exits with its message and status 1,
+never a traceback; any other exception is a bug and keeps its traceback.
+Progress and results go through ``logging`` to stdout, from rank 0 only under
+torchrun; tqdm draws the progress bars. This module imports nothing of the kit
+but its errors, so the ``data/`` modules' ``main``s use it too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from solution.errors import KitError
+
+
+class _StdoutHandler(logging.Handler):
+    """Writes to whatever ``sys.stdout`` is at the time (pytest's capture replaces it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sys.stdout.write(self.format(record) + "\n")
+        sys.stdout.flush()
+
+
+def setup_logging() -> None:
+    """Messages of the kit's loggers to stdout, INFO on rank 0 (``RANK`` under torchrun), warnings elsewhere."""
+    logger = logging.getLogger("solution")
+    if not any(isinstance(h, _StdoutHandler) for h in logger.handlers):
+        logger.addHandler(_StdoutHandler())
+    logger.propagate = False
+    logger.setLevel(logging.INFO if int(os.environ.get("RANK", "0")) == 0 else logging.WARNING)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a ``KitError`` into ``error: <message>`` on stderr and exit status 1."""
+    setup_logging()
+    try:
+        yield
+    except KitError as exc:
+        sys.exit(f"error: {exc}")
+
+
+def add_data_args(parser: argparse.ArgumentParser) -> None:
+    """Where the folds and the dataset are: every stage after ``folds`` takes these."""
+    parser.add_argument(
+        "--data", type=Path, default=None, help="dataset directory (default: the one the folds were made from)"
+    )
+    parser.add_argument("--folds-dir", type=Path, default=Path("folds"), help="folder of folds.csv and folds.json")
+
+
+def add_oof_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--oof-dir", type=Path, default=Path("oof"), help="folder of the prediction sets")

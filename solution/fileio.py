@@ -1,0 +1,95 @@
+"""Atomic file writes, JSON reading and provenance: the bottom of the kit, importable by every module.
+
+Every artifact is written to a temporary name in its folder and renamed into
+place, so a killed run leaves either the old file or the new one, never half of
+one. Nothing here imports another kit module but the error types.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from solution.errors import ArtifactError
+
+PROVENANCE_PACKAGES = (
+    "torch",
+    "timm",
+    "segmentation-models-pytorch",
+    "albumentations",
+    "lightgbm",
+    "numpy",
+    "pandas",
+    "numba",
+)
+
+
+@contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def atomic_write_json(path: Path | str, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_write_csv(path: Path | str, df: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def atomic_write_parquet(path: Path | str, df: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
+def read_json(path: Path | str) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"missing file: {path}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path}: not valid JSON ({exc}); delete it and rerun the stage that writes it") from exc
+
+
+def run_info() -> dict[str, Any]:
+    """Package versions and git commit, recorded in every manifest."""
+    versions = {}
+    for pkg in PROVENANCE_PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    try:
+        git = ["git", "rev-parse", "HEAD"]
+        commit = subprocess.run(
+            git, capture_output=True, text=True, check=True, cwd=Path(__file__).parent
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    return {"packages": versions, "git_commit": commit}

@@ -1,0 +1,61 @@
+"""Test-time-augmented prediction of a trained fold model on its validation images and the test set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from solution.config import ExperimentConfig
+from solution.data.cache import load_images
+from solution.data.channels import channel_matrix
+from solution.data.layout import Dataset
+from solution.data.loader import make_loader
+from solution.predictions import probs_frame
+from solution.runs import write_fold_predictions
+from solution.splits import Folds
+from solution.tta import tta_views
+
+
+@torch.no_grad()
+def predict_probs(model: nn.Module, loader: DataLoader, tta: str, device: torch.device) -> np.ndarray:
+    """(N, 28) sigmoid probabilities, averaged over the TTA views, all views of a batch in one forward."""
+    model.eval()
+    out = []
+    for x, _ in loader:
+        x = x.to(device, non_blocking=True)
+        views = tta_views(x, tta)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(views)
+        probs = torch.sigmoid(logits.float()).view(len(views) // len(x), len(x), -1).mean(0)
+        out.append(probs.cpu().numpy())
+    return np.concatenate(out).astype(np.float32)
+
+
+def _predict_split(
+    cfg: ExperimentConfig, model: nn.Module, images: np.ndarray, positions: np.ndarray, device
+) -> np.ndarray:
+    loader = make_loader(images, positions, channel_matrix(cfg.channels), cfg.batch_size, cfg.num_workers)
+    return predict_probs(model, loader, cfg.tta, device)
+
+
+def predict_fold(
+    cfg: ExperimentConfig,
+    model: nn.Module,
+    dataset: Dataset,
+    folds: Folds,
+    fold: int,
+    out_dir: Path,
+    device: torch.device,
+) -> None:
+    """Write the fold's TTA predictions: ``oof.parquet`` for its validation images, ``test.parquet``."""
+    _, val_pos = folds.split(dataset.train_ids, fold)
+    train_images = load_images(dataset, "train", dataset.train_ids, cfg.image_size)
+    test_images = load_images(dataset, "test", dataset.test_ids, cfg.image_size)
+    oof = _predict_split(cfg, model, train_images, val_pos, device)
+    test = _predict_split(cfg, model, test_images, np.arange(len(test_images)), device)
+    val_ids = [dataset.train_ids[i] for i in val_pos]
+    write_fold_predictions(out_dir, cfg, folds, probs_frame(val_ids, oof), probs_frame(dataset.test_ids, test))

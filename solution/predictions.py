@@ -1,0 +1,136 @@
+"""Prediction sets: ``oof/<name>/{oof,test}.parquet`` and ``manifest.json``, written and read back checked.
+
+``oof.parquet`` holds one row per training image (predicted by the fold model
+that never saw it), ``test.parquet`` one row per test image; both have columns
+``Id, p0..p27`` (float32). The manifest carries the folds hash, and every
+reader refuses a set made with other folds or for other Ids, naming both sides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from solution.classes import NUM_CLASSES, PROB_COLUMNS
+from solution.data.layout import Dataset
+from solution.errors import ArtifactError
+from solution.fileio import atomic_write_json, atomic_write_parquet, read_json
+from solution.ids import align, check_same_ids, positions
+from solution.splits import Folds, open_matching_dataset, read_folds
+
+STACK_NAME = "stack"  # the stacker's folder under oof/, beside the experiments'
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One experiment's (or the stack's) OOF and test probabilities, rows in file order."""
+
+    name: str
+    oof: pd.DataFrame
+    test: pd.DataFrame
+    manifest: dict[str, Any]
+
+    @property
+    def oof_probs(self) -> np.ndarray:
+        return self.oof[list(PROB_COLUMNS)].to_numpy(np.float32)
+
+    @property
+    def test_probs(self) -> np.ndarray:
+        return self.test[list(PROB_COLUMNS)].to_numpy(np.float32)
+
+
+def probs_frame(ids: list[str], probs: np.ndarray) -> pd.DataFrame:
+    """The prediction file layout: Id, p0..p27 as float32."""
+    if probs.shape != (len(ids), NUM_CLASSES):
+        raise ValueError(f"expected probabilities of shape ({len(ids)}, {NUM_CLASSES}), got {probs.shape}")
+    df = pd.DataFrame(probs.astype(np.float32), columns=list(PROB_COLUMNS))
+    df.insert(0, "Id", list(ids))
+    return df
+
+
+def write_predictions(out_dir: Path | str, oof: pd.DataFrame, test: pd.DataFrame, manifest: dict[str, Any]) -> None:
+    """Write oof.parquet, test.parquet and, last, manifest.json (its presence marks a complete set)."""
+    out_dir = Path(out_dir)
+    atomic_write_parquet(out_dir / "oof.parquet", oof)
+    atomic_write_parquet(out_dir / "test.parquet", test)
+    atomic_write_json(out_dir / "manifest.json", manifest)
+
+
+def read_probs_file(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise ArtifactError(f"missing file: {path}")
+    df = pd.read_parquet(path)
+    expected = ["Id", *PROB_COLUMNS]
+    if list(df.columns) != expected:
+        raise ArtifactError(f"{path}: expected columns Id,p0..p27, got {','.join(map(str, df.columns))}")
+    if df["Id"].duplicated().any():
+        raise ArtifactError(f"{path}: duplicate Id {df['Id'][df['Id'].duplicated()].iloc[0]!r}")
+    probs = df[list(PROB_COLUMNS)].to_numpy()
+    if not np.isfinite(probs).all() or probs.min() < 0 or probs.max() > 1:
+        raise ArtifactError(f"{path}: probabilities must be finite and within [0, 1]")
+    return df
+
+
+def read_predictions(pred_dir: Path | str, folds: Folds, test_ids: list[str] | None = None) -> Predictions:
+    """Read one prediction set and check it against the folds (and the test Ids, if given)."""
+    pred_dir = Path(pred_dir)
+    manifest = read_json(pred_dir / "manifest.json")
+    got_hash = manifest.get("folds_hash")
+    if got_hash != folds.hash:
+        raise ArtifactError(
+            f"{pred_dir}/manifest.json was made with folds {got_hash}, but folds/folds.json is {folds.hash}: "
+            f"retrain {pred_dir.name} on the current folds (scripts/train_folds.sh)"
+        )
+    oof = read_probs_file(pred_dir / "oof.parquet")
+    test = read_probs_file(pred_dir / "test.parquet")
+    check_same_ids(folds.ids, oof["Id"].tolist(), "folds/folds.csv", f"{pred_dir}/oof.parquet")
+    if test_ids is not None:
+        check_same_ids(test_ids, test["Id"].tolist(), "the test set", f"{pred_dir}/test.parquet")
+    return Predictions(name=pred_dir.name, oof=oof, test=test, manifest=manifest)
+
+
+def list_experiments(oof_dir: Path | str) -> list[str]:
+    """Names of the complete prediction sets under ``oof_dir`` (those with a manifest), the stack excluded."""
+    oof_dir = Path(oof_dir)
+    if not oof_dir.is_dir():
+        return []
+    return sorted(p.name for p in oof_dir.iterdir() if (p / "manifest.json").is_file() and p.name != STACK_NAME)
+
+
+@dataclass(frozen=True)
+class Aligned:
+    """Prediction sets with everything needed to score and apply them, all rows aligned:
+    OOF rows and ``labels`` in folds order, test rows in sample_submission order."""
+
+    preds: list[Predictions]
+    labels: np.ndarray
+    folds: Folds
+    dataset: Dataset
+
+
+def _available(oof_dir: Path) -> list[str]:
+    return list_experiments(oof_dir) + ([STACK_NAME] if (oof_dir / STACK_NAME / "manifest.json").is_file() else [])
+
+
+def load_aligned(
+    names: list[str], oof_dir: Path | str, folds_dir: Path | str, data_dir: Path | str | None = None
+) -> Aligned:
+    """Read prediction sets, each checked against the folds and the test Ids."""
+    oof_dir = Path(oof_dir)
+    folds = read_folds(folds_dir)
+    dataset = open_matching_dataset(folds, data_dir)
+    preds = []
+    for name in names:
+        if not (oof_dir / name / "manifest.json").is_file():
+            available = ", ".join(_available(oof_dir)) or "none (train first)"
+            raise ArtifactError(f"no predictions named {name!r} in {oof_dir}/; available: {available}")
+        p = read_predictions(oof_dir / name, folds, dataset.test_ids)
+        oof = align(p.oof, folds.ids, f"{oof_dir / name}/oof.parquet")
+        test = align(p.test, dataset.test_ids, f"{oof_dir / name}/test.parquet")
+        preds.append(Predictions(name=p.name, oof=oof, test=test, manifest=p.manifest))
+    labels = dataset.train_labels[positions(dataset.train_ids, folds.ids, f"{dataset.root}/train.csv")]
+    return Aligned(preds=preds, labels=labels, folds=folds, dataset=dataset)

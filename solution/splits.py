@@ -1,0 +1,175 @@
+"""Folds: multilabel-stratified assignment, its hashes, and folds.csv / folds.json I/O.
+
+``folds.json`` records the seed, the number of folds, a hash of the Ids and
+labels the folds were made from (``labels_hash``, to refuse folds made from
+other data) and a hash of the assignment itself (``folds_hash``, carried by
+every prediction set and checked by every reader).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+from solution.classes import CLASS_NAMES
+from solution.data.layout import Dataset, open_dataset
+from solution.errors import ArtifactError, ConfigError
+from solution.fileio import atomic_write_csv, atomic_write_json, read_json
+from solution.ids import check_same_ids, positions
+
+log = logging.getLogger(__name__)
+
+
+def labels_hash(ids: list[str], labels: np.ndarray) -> str:
+    """A hash of the (Id, label set) pairs, independent of row order."""
+    rows = sorted(f"{i},{' '.join(map(str, np.flatnonzero(row)))}" for i, row in zip(ids, labels))
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
+
+
+def folds_hash(ids: list[str], fold: np.ndarray, data_hash: str) -> str:
+    """A hash of the fold assignment and the data it splits: predictions carry it to prove their folds."""
+    rows = sorted(f"{i},{int(f)}" for i, f in zip(ids, fold))
+    return hashlib.sha256("\n".join([data_hash, *rows]).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Folds:
+    ids: list[str]
+    fold: np.ndarray  # (N,) int, fold index of each Id
+    meta: dict[str, Any]  # folds.json: seed, n_folds, labels_hash, folds_hash, data_dir, ...
+
+    @property
+    def n_folds(self) -> int:
+        return int(self.meta["n_folds"])
+
+    @property
+    def hash(self) -> str:
+        """The folds hash (assignment and data) that every prediction set must carry."""
+        return str(self.meta["folds_hash"])
+
+    @property
+    def labels_hash(self) -> str:
+        """The hash of the Ids and labels the folds were made from."""
+        return str(self.meta["labels_hash"])
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.meta["data_dir"])
+
+    def ids_of(self, k: int) -> list[str]:
+        """The validation Ids of fold ``k``, in folds.csv order."""
+        return [i for i, f in zip(self.ids, self.fold) if f == k]
+
+    def split(self, train_ids: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Positions in ``train_ids`` of fold ``k``'s training and validation images."""
+        check_same_ids(self.ids, train_ids, "folds/folds.csv", "train.csv")
+        f = self.fold[positions(self.ids, train_ids, "folds/folds.csv")]
+        return np.flatnonzero(f != k), np.flatnonzero(f == k)
+
+
+def make_folds(labels: np.ndarray, n_folds: int = 5, seed: int = 42) -> np.ndarray:
+    """Fold index of each row, from iterative-stratification's scikit-learn-compatible splitter."""
+    if n_folds < 2:
+        raise ConfigError(f"--n-folds: need at least 2 folds, got {n_folds}")
+    if len(labels) < n_folds:
+        raise ConfigError(f"--n-folds: cannot make {n_folds} folds from {len(labels)} images")
+    fold = np.full(len(labels), -1, dtype=int)
+    splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    for k, (_, val_idx) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+        fold[val_idx] = k
+    return fold
+
+
+def prevalence_table(labels: np.ndarray, fold: np.ndarray) -> str:
+    """Per-class prevalence (%) overall and in each fold, one line per class."""
+    n_folds = fold.max() + 1
+    head = f"{'class':<34}{'all':>7}" + "".join(f"{f'fold{k}':>7}" for k in range(n_folds))
+    lines = [head]
+    for c, name in enumerate(CLASS_NAMES):
+        cells = [labels[:, c].mean()] + [labels[fold == k, c].mean() for k in range(n_folds)]
+        lines.append(f"{c:>2} {name:<31}" + "".join(f"{100 * v:>6.2f}%" for v in cells))
+    sizes = "".join(f"{int((fold == k).sum()):>7}" for k in range(n_folds))
+    lines.append(f"{'images':<34}{len(fold):>7}{sizes}")
+    return "\n".join(lines)
+
+
+def write_folds(folds_dir: Path | str, ids: list[str], fold: np.ndarray, meta: dict[str, Any]) -> Folds:
+    """Write folds.csv and folds.json (``meta`` gains the folds hash); returns what was written."""
+    folds_dir = Path(folds_dir)
+    meta = {**meta, "folds_hash": folds_hash(ids, fold, meta["labels_hash"])}
+    atomic_write_csv(folds_dir / "folds.csv", pd.DataFrame({"Id": ids, "fold": fold.astype(int)}))
+    atomic_write_json(folds_dir / "folds.json", meta)
+    return Folds(ids=list(ids), fold=fold.astype(int), meta=meta)
+
+
+def read_folds(folds_dir: Path | str) -> Folds:
+    folds_dir = Path(folds_dir)
+    csv_path, json_path = folds_dir / "folds.csv", folds_dir / "folds.json"
+    if not csv_path.is_file() or not json_path.is_file():
+        raise ArtifactError(
+            f"no folds in {folds_dir}/ (need folds.csv and folds.json): run `python -m solution.folds --data DIR` first"
+        )
+    meta = read_json(json_path)
+    df = pd.read_csv(csv_path, dtype={"Id": str})
+    if list(df.columns[:2]) != ["Id", "fold"]:
+        raise ArtifactError(f"{csv_path}: expected columns Id,fold, got {','.join(df.columns)}")
+    for key in ("n_folds", "labels_hash", "folds_hash", "data_dir", "seed"):
+        if key not in meta:
+            raise ArtifactError(f"{json_path}: missing key '{key}'")
+    folds = Folds(ids=df["Id"].tolist(), fold=df["fold"].to_numpy(int), meta=meta)
+    if folds_hash(folds.ids, folds.fold, folds.labels_hash) != folds.hash:
+        raise ArtifactError(
+            f"{csv_path} does not match {json_path} (edited by hand?): "
+            "remake both with `python -m solution.folds --data DIR --force`"
+        )
+    return folds
+
+
+def check_folds_match(folds: Folds, ids: list[str], labels: np.ndarray, data_dir: Path | str) -> None:
+    """Refuse folds made from other Ids or labels than the dataset at ``data_dir``, saying how to remake them."""
+    current = labels_hash(ids, labels)
+    if current != folds.labels_hash:
+        raise ArtifactError(
+            f"folds/folds.json was made from other data ({folds.data_dir}, hash {folds.labels_hash}) "
+            f"than {data_dir} (hash {current}). "
+            f"Remake them with `python -m solution.folds --data {data_dir} --force` "
+            f"(predictions made with the old folds are then refused and must be retrained)"
+        )
+
+
+def open_matching_dataset(folds: Folds, data_dir: Path | str | None = None) -> Dataset:
+    """The dataset the folds were made from (or ``data_dir``), checked against the folds."""
+    data_dir = Path(data_dir) if data_dir is not None else folds.data_dir
+    dataset = open_dataset(data_dir)
+    check_folds_match(folds, dataset.train_ids, dataset.train_labels, data_dir)
+    return dataset
+
+
+def ensure_folds(data_dir: Path, folds_dir: Path, n_folds: int, seed: int, force: bool) -> Folds:
+    """Make folds, or keep existing ones made from the same data; refuse ones made from other data."""
+    dataset = open_dataset(data_dir)
+    if (folds_dir / "folds.json").is_file() and not force:
+        existing = read_folds(folds_dir)
+        check_folds_match(existing, dataset.train_ids, dataset.train_labels, data_dir)
+        log.info(f"{folds_dir}/ already holds folds for {data_dir} (folds hash {existing.hash}); keeping them")
+        return existing
+    fold = make_folds(dataset.train_labels, n_folds, seed)
+    data_hash = labels_hash(dataset.train_ids, dataset.train_labels)
+    meta = {
+        "seed": seed,
+        "n_folds": n_folds,
+        "labels_hash": data_hash,
+        "data_dir": str(data_dir.resolve()),
+        "n_images": len(fold),
+    }
+    folds = write_folds(folds_dir, dataset.train_ids, fold, meta)
+    log.info(prevalence_table(dataset.train_labels, fold))
+    log.info(f"wrote {folds_dir}/folds.csv and folds.json ({n_folds} folds, seed {seed}, folds hash {folds.hash})")
+    return folds

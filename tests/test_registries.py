@@ -1,0 +1,99 @@
+"""Every option a config can name comes from one registry; these tests are driven by the registries.
+
+As scikit-learn's ``test_common.py`` does, each registered value is exercised
+(here: one training step and a TTA prediction), and an unknown value is a
+clean error that lists the registered ones, in the config and on the command line.
+"""
+
+import argparse
+
+import numpy as np
+import pytest
+import torch
+
+from solution.config import REGISTRIES, add_override_args, build_config
+from solution.data.channels import channel_matrix
+from solution.data.loader import make_loader
+from solution.data.transforms import train_transform
+from solution.distributed import Context, resolve_device
+from solution.errors import ConfigError
+from solution.inference import predict_probs
+from solution.losses import get_loss
+from solution.models import build_model
+from solution.optim import make_optimizer
+from solution.training import train_one_epoch
+from solution.tta import tta_views
+
+REGISTERED = [(key, value) for key, registry in REGISTRIES.items() for value in registry]
+TINY = {"name": "r", "backbone": "test_resnet", "image_size": 16, "batch_size": 4, "num_workers": 0}
+
+
+def one_step(cfg, device):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (8, 16, 16, 4), dtype=np.uint8)
+    labels = (rng.random((8, 28)) < 0.3).astype(np.uint8)
+    common = dict(matrix=channel_matrix(cfg.channels), batch_size=4, num_workers=0, labels=labels)
+    loader = make_loader(images, np.arange(8), transform=train_transform(cfg.augment), shuffle=True, **common)
+    model = build_model(cfg).to(device)
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = make_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=len(loader))
+    loss = train_one_epoch(model, loader, get_loss(cfg.loss), optimizer, scheduler, Context(device=device), "step")
+    assert np.isfinite(loss)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    probs = predict_probs(model, make_loader(images, np.arange(3), **common), cfg.tta, device)
+    assert probs.shape == (3, 28) and ((probs >= 0) & (probs <= 1)).all()
+
+
+@pytest.mark.parametrize("key, value", REGISTERED)
+def test_every_registered_value_trains_one_step(key, value):
+    cfg = build_config({**TINY, key: value}, "test")
+    if key == "device" and value == "cuda" and not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="torch sees no GPU"):
+            resolve_device(value)
+        return
+    one_step(cfg, resolve_device(cfg.device))
+
+
+@pytest.mark.parametrize("key", list(REGISTRIES))
+def test_unknown_value_lists_the_registered_ones(key):
+    registered = ", ".join(REGISTRIES[key])
+    with pytest.raises(ConfigError, match=f"'{key}: nope' is not registered; registered values: {registered}"):
+        build_config({**TINY, key: "nope"}, "test")
+
+
+@pytest.mark.parametrize("key", list(REGISTRIES))
+def test_command_line_choices_come_from_the_registry(key, capsys):
+    parser = argparse.ArgumentParser()
+    add_override_args(parser)
+    flag = f"--{key.replace('_', '-')}"
+    assert parser.parse_args([flag, next(iter(REGISTRIES[key]))]) is not None
+    with pytest.raises(SystemExit):
+        parser.parse_args([flag, "nope"])
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "lookup, match",
+    [
+        (lambda: get_loss("nope"), "loss: unknown loss 'nope'; registered: bce, focal"),
+        (lambda: make_optimizer("nope", torch.nn.Linear(1, 1), 0.1, 0.0), "registered: adamw, sgd"),
+        (lambda: train_transform("nope"), "registered: none, flips, light"),
+        (lambda: tta_views(torch.zeros(1, 1, 2, 2), "nope"), "registered: none, flip, d4"),
+        (lambda: channel_matrix("nope"), "registered: rgby, rgb, g, ry_gy_b, by_ry_g"),
+        (lambda: resolve_device("nope"), "registered: auto, cpu, cuda"),
+    ],
+)
+def test_no_registry_falls_back_silently(lookup, match):
+    with pytest.raises(ConfigError, match=match):
+        lookup()
+
+
+def test_sgd_and_adamw_skip_weight_decay_on_norms_and_biases():
+    model = build_model(build_config(TINY, "test"))
+    for name in ("adamw", "sgd"):
+        groups = make_optimizer(name, model, 0.1, 0.05).param_groups
+        decays = {g["weight_decay"] for g in groups}
+        assert decays == {0.0, 0.05}
+        no_decay = next(g for g in groups if g["weight_decay"] == 0.0)["params"]
+        assert all(p.ndim <= 1 for p in no_decay)
