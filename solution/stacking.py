@@ -14,8 +14,6 @@ import warnings
 import lightgbm as lgb
 import numpy as np
 
-from solution.classes import NUM_CLASSES
-
 LGB_PARAMS = dict(
     n_estimators=150,
     learning_rate=0.05,
@@ -50,13 +48,14 @@ def fit_predict_class(
 def stack(
     x_oof: np.ndarray, labels: np.ndarray, fold: np.ndarray, x_test: np.ndarray, seed: int = 0, n_jobs: int = 2
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Stacked (OOF, test) probabilities, trained fold by fold on ``fold``."""
-    oof = np.zeros((len(x_oof), NUM_CLASSES))
-    test = np.zeros((len(x_test), NUM_CLASSES))
+    """Stacked (OOF, test) probabilities of each column of ``labels``, trained fold by fold on ``fold``."""
+    n_classes = labels.shape[1]
+    oof = np.zeros((len(x_oof), n_classes))
+    test = np.zeros((len(x_test), n_classes))
     n_folds = int(fold.max()) + 1
     for k in range(n_folds):
         tr, va = fold != k, fold == k
-        for c in range(NUM_CLASSES):
+        for c in range(n_classes):
             p_val, p_test = fit_predict_class(x_oof[tr], labels[tr, c], [x_oof[va], x_test], seed + k, n_jobs)
             oof[va, c] = p_val
             test[:, c] += p_test / n_folds
