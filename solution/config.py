@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -44,24 +45,52 @@ class ExperimentConfig:
     name: str
     backbone: str = "resnet34"
     pretrained: bool = False
+    pretrained_file: str = ""  # local weights (offline machines, Kaggle kernels); implies pretrained
     channels: str = "rgby"
     image_size: int = 512
     batch_size: int = 32
+    accumulate: int = 1  # optimizer step every N batches (effective batch: batch_size x N x GPUs)
     epochs: int = 10
+    warmup_epochs: int = 1  # linear warm-up, then cosine decay to 0 (timm's CosineLRScheduler, stepped per update)
     lr: float = 1e-3
     weight_decay: float = 1e-4
     optimizer: str = "adamw"
+    clip_grad: float = 0.0  # max gradient norm; 0: off
     loss: str = "bce"
+    focal_gamma: float = 2.0
+    oversample: float = 0.0  # 0: off; see solution.data.sampler
     augment: str = "light"
+    ema: float = 0.0  # decay of the exponential moving average of the weights; 0: off
+    patience: int = 0  # stop after N epochs without a better validation macro-F1; 0: off
     tta: str = "d4"
     drop_rate: float = 0.0
     num_workers: int = 2
     device: str = "auto"
+    compile: bool = False  # torch.compile the model (CUDA)
     seed: int = 42
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+
+# Numeric keys: (low, high, whether low itself is excluded).
+RANGES: dict[str, tuple[float, float, bool]] = {
+    "image_size": (1, math.inf, False),
+    "batch_size": (1, math.inf, False),
+    "accumulate": (1, math.inf, False),
+    "epochs": (1, math.inf, False),
+    "warmup_epochs": (0, math.inf, False),
+    "lr": (0, math.inf, True),
+    "weight_decay": (0, math.inf, False),
+    "clip_grad": (0, math.inf, False),
+    "focal_gamma": (0, math.inf, False),
+    "oversample": (0, math.inf, False),
+    "ema": (0, 0.99999, False),
+    "patience": (0, math.inf, False),
+    "drop_rate": (0, 0.99, False),
+    "num_workers": (0, math.inf, False),
+    "seed": (0, 2**32 - 1, False),
+}
 
 FIELD_TYPES: dict[str, type] = {f.name: get_type_hints(ExperimentConfig)[f.name] for f in fields(ExperimentConfig)}
 
@@ -93,11 +122,14 @@ def _validate(cfg: ExperimentConfig, where: str) -> None:
         value = getattr(cfg, key)
         if value not in registry:
             raise ConfigError(f"{where}: '{key}: {value}' is not registered; registered values: {', '.join(registry)}")
-    for key in ("image_size", "batch_size", "epochs"):
-        if getattr(cfg, key) < 1:
-            raise ConfigError(f"{where}: '{key}' must be at least 1, got {getattr(cfg, key)}")
-    if cfg.lr <= 0:
-        raise ConfigError(f"{where}: 'lr' must be positive, got {cfg.lr}")
+    for key, (low, high, low_open) in RANGES.items():
+        value = getattr(cfg, key)
+        below = value <= low if low_open else value < low
+        if not math.isfinite(value) or below or value > high:
+            bound = f"{'above' if low_open else 'at least'} {low}" + (
+                f" and at most {high}" if high != math.inf else ""
+            )
+            raise ConfigError(f"{where}: '{key}' must be a number {bound}, got {value}")
 
 
 def build_config(values: dict[str, Any], where: str) -> ExperimentConfig:

@@ -36,6 +36,14 @@ class Context:
         if self.distributed:
             dist.barrier()
 
+    def agree(self, flag: bool) -> bool:
+        """Rank 0's value of ``flag`` on every rank (e.g. rank 0 alone decides to stop early)."""
+        if not self.distributed:
+            return flag
+        t = torch.tensor([float(flag)], device=self.device)
+        dist.broadcast(t, src=0)
+        return bool(t.item())
+
 
 DEVICES: dict[str, str] = {
     "auto": "this process's GPU where torch sees one, else the CPU",

@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from solution.config import ExperimentConfig
+from solution.data.batch import BatchTransform, StainStats
 from solution.data.cache import load_images
 from solution.data.channels import channel_matrix
 from solution.data.layout import Dataset
@@ -21,12 +22,19 @@ from solution.tta import tta_views
 
 
 @torch.no_grad()
-def predict_probs(model: nn.Module, loader: DataLoader, tta: str, device: torch.device) -> np.ndarray:
-    """(N, 28) sigmoid probabilities, averaged over the TTA views, all views of a batch in one forward."""
+def predict_probs(
+    model: nn.Module, loader: DataLoader, tta: str, device: torch.device, transform: BatchTransform | None = None
+) -> np.ndarray:
+    """(N, 28) sigmoid probabilities, averaged over the TTA views, all views of a batch in one forward.
+
+    ``transform`` turns the loader's uint8 stains into model input on the device (None: batches already are).
+    """
     model.eval()
     out = []
     for x, _ in loader:
         x = x.to(device, non_blocking=True)
+        if transform is not None:
+            x = transform(x)
         views = tta_views(x, tta)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model(views)
@@ -35,16 +43,10 @@ def predict_probs(model: nn.Module, loader: DataLoader, tta: str, device: torch.
     return np.concatenate(out).astype(np.float32)
 
 
-def _predict_split(
-    cfg: ExperimentConfig, model: nn.Module, images: np.ndarray, positions: np.ndarray, device
-) -> np.ndarray:
-    loader = make_loader(images, positions, channel_matrix(cfg.channels), cfg.batch_size, cfg.num_workers)
-    return predict_probs(model, loader, cfg.tta, device)
-
-
 def predict_fold(
     cfg: ExperimentConfig,
     model: nn.Module,
+    stats: StainStats,
     dataset: Dataset,
     folds: Folds,
     fold: int,
@@ -52,10 +54,15 @@ def predict_fold(
     device: torch.device,
 ) -> None:
     """Write the fold's TTA predictions: ``oof.parquet`` for its validation images, ``test.parquet``."""
+    transform = BatchTransform(channel_matrix(cfg.channels), stats, channels_last=device.type == "cuda")
+
+    def predict(images: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        loader = make_loader(images, positions, cfg.batch_size, cfg.num_workers)
+        return predict_probs(model, loader, cfg.tta, device, transform)
+
     _, val_pos = folds.split(dataset.train_ids, fold)
-    train_images = load_images(dataset, "train", dataset.train_ids, cfg.image_size)
     test_images = load_images(dataset, "test", dataset.test_ids, cfg.image_size)
-    oof = _predict_split(cfg, model, train_images, val_pos, device)
-    test = _predict_split(cfg, model, test_images, np.arange(len(test_images)), device)
+    oof = predict(load_images(dataset, "train", dataset.train_ids, cfg.image_size), val_pos)
+    test = predict(test_images, np.arange(len(test_images)))
     val_ids = [dataset.train_ids[i] for i in val_pos]
     write_fold_predictions(out_dir, cfg, folds, probs_frame(val_ids, oof), probs_frame(dataset.test_ids, test))

@@ -9,6 +9,7 @@ count follows from the channel setup.
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 
 import segmentation_models_pytorch as smp
 import timm
@@ -26,19 +27,43 @@ SMP_PREFIX = "smp:"
 class SmpClassifier(nn.Module):
     """An smp encoder's deepest feature map, average-pooled, into a linear multi-label head."""
 
-    def __init__(self, encoder_name: str, in_chans: int, num_classes: int, pretrained: bool, drop_rate: float):
+    def __init__(self, encoder: nn.Module, num_classes: int, drop_rate: float):
         super().__init__()
-        weights = "imagenet" if pretrained else None
-        self.encoder = smp.encoders.get_encoder(encoder_name, in_channels=in_chans, depth=5, weights=weights)
+        self.encoder = encoder
         self.head = nn.Sequential(
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),
             nn.Dropout(drop_rate),
-            nn.Linear(self.encoder.out_channels[-1], num_classes),
+            nn.Linear(encoder.out_channels[-1], num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(x)[-1])
+
+
+def _smp_encoder(name: str, in_chans: int, pretrained: bool, weights_file: str) -> nn.Module:
+    """An smp encoder; a local ``weights_file`` (the 3-channel encoder's state dict) is loaded, then its
+    first convolution adapted to ``in_chans`` by smp's own ``set_in_channels``, as smp does for ImageNet."""
+    if not weights_file:
+        return smp.encoders.get_encoder(name, in_channels=in_chans, depth=5, weights="imagenet" if pretrained else None)
+    encoder = smp.encoders.get_encoder(name, in_channels=3, depth=5, weights=None)
+    encoder.load_state_dict(torch.load(weights_file, map_location="cpu", weights_only=True))
+    encoder.set_in_channels(in_chans, pretrained=True)
+    return encoder
+
+
+def _timm_model(cfg: ExperimentConfig, in_chans: int) -> nn.Module:
+    """A timm model; pretrained weights (downloaded or ``pretrained_file``) get a first convolution adapted
+    to ``in_chans`` by timm's own ``adapt_input_conv`` (in ``load_pretrained``), never a random stem."""
+    overlay = {"file": cfg.pretrained_file} if cfg.pretrained_file else None
+    return timm.create_model(
+        cfg.backbone,
+        pretrained=cfg.pretrained or bool(cfg.pretrained_file),
+        pretrained_cfg_overlay=overlay,
+        in_chans=in_chans,
+        num_classes=NUM_CLASSES,
+        drop_rate=cfg.drop_rate,
+    )
 
 
 def _check_name(backbone: str) -> None:
@@ -57,17 +82,20 @@ def build_model(cfg: ExperimentConfig) -> nn.Module:
     """The classifier of an experiment, with ``in_channels(cfg.channels)`` inputs and 28 logits."""
     _check_name(cfg.backbone)
     in_chans = in_channels(cfg.channels)
+    if cfg.pretrained_file and not Path(cfg.pretrained_file).is_file():
+        raise ConfigError(f"pretrained_file: no such file {cfg.pretrained_file!r}")
     try:
         if cfg.backbone.startswith(SMP_PREFIX):
-            return SmpClassifier(cfg.backbone[len(SMP_PREFIX) :], in_chans, NUM_CLASSES, cfg.pretrained, cfg.drop_rate)
-        return timm.create_model(
-            cfg.backbone, pretrained=cfg.pretrained, in_chans=in_chans, num_classes=NUM_CLASSES, drop_rate=cfg.drop_rate
-        )
-    except Exception as exc:  # network and hub errors come in many types
-        if not cfg.pretrained:
+            name = cfg.backbone[len(SMP_PREFIX) :]
+            encoder = _smp_encoder(name, in_chans, cfg.pretrained, cfg.pretrained_file)
+            return SmpClassifier(encoder, NUM_CLASSES, cfg.drop_rate)
+        return _timm_model(cfg, in_chans)
+    except Exception as exc:  # network, hub and state-dict errors come in many types
+        if not (cfg.pretrained or cfg.pretrained_file):
             raise
+        source = f"from {cfg.pretrained_file}" if cfg.pretrained_file else "(downloaded on first use)"
         raise ConfigError(
-            f"pretrained: could not load pretrained weights for {cfg.backbone!r} ({type(exc).__name__}: {exc}). "
-            "Pretrained weights are downloaded on first use: run once with network access to fill the cache "
-            "(HF_HOME / TORCH_HOME), or set `pretrained: false` in the config."
+            f"pretrained: could not load pretrained weights for {cfg.backbone!r} {source} "
+            f"({type(exc).__name__}: {exc}). Offline, run once with network access to fill the cache "
+            "(HF_HOME / TORCH_HOME), point `pretrained_file` at a saved state dict, or set `pretrained: false`."
         ) from exc

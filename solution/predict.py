@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> None:
         for k in range(folds.n_folds):
             d = fold_dir(args.runs_dir, cfg, k)
             if args.redo or not predictions_current(d, cfg, folds):
-                model = load_checkpoint(cfg, folds, d / "checkpoint.pt", device)
-                predict_fold(cfg, model, dataset, folds, k, d, device)
+                model, stats = load_checkpoint(cfg, folds, d / "checkpoint.pt", device)
+                predict_fold(cfg, model, stats, dataset, folds, k, d, device)
         out = assemble(cfg, dataset, folds, args.runs_dir, args.oof_dir)
         log.info(f"wrote {out}/oof.parquet, test.parquet, manifest.json")
 

@@ -22,6 +22,7 @@ from torch import nn
 from solution.classes import PROB_COLUMNS
 from solution.cli import add_data_args
 from solution.config import ExperimentConfig, add_override_args, load_config, overrides_from_args
+from solution.data.batch import StainStats
 from solution.data.layout import Dataset
 from solution.errors import ArtifactError
 from solution.fileio import atomic_path, atomic_write_json, atomic_write_parquet, read_json, run_info
@@ -59,16 +60,31 @@ def save_state(path: Path, **state: Any) -> None:
         torch.save(state, tmp)
 
 
-def load_checkpoint(cfg: ExperimentConfig, folds: Folds, path: Path, device: torch.device) -> nn.Module:
+def load_state(path: Path, cfg: ExperimentConfig, folds: Folds) -> dict[str, Any]:
+    """A saved state (plain tensors and numbers: ``weights_only``), checked to belong to this run."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file fails in many ways inside torch
+        raise ArtifactError(
+            f"{path} is unreadable or not a state saved by the kit ({type(exc).__name__}: {exc}); "
+            f"delete it and train the fold again"
+        ) from exc
+    check_reusable(path, state, cfg, folds)
+    return state
+
+
+def load_checkpoint(
+    cfg: ExperimentConfig, folds: Folds, path: Path, device: torch.device
+) -> tuple[nn.Module, StainStats]:
+    """A fold's final model and the stain statistics it was trained with."""
     if not path.is_file():
         raise ArtifactError(
             f"missing checkpoint {path}: train the fold first (python -m solution.train --config ... --fold ...)"
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    check_reusable(path, state, cfg, folds)
+    state = load_state(path, cfg, folds)
     model = build_model(cfg)
     model.load_state_dict(state["model"])
-    return model.to(device)
+    return model.to(device), StainStats.from_dict(state["stats"])
 
 
 def write_fold_predictions(

@@ -1,44 +1,63 @@
 """Training one experiment on one fold: plain functions, as in timm's ``train.py``.
 
 ``train_fold`` writes to ``runs/<name>/fold<k>/`` (see ``solution.runs``):
-``last.pt`` after every epoch, so a killed run resumes from the last finished
-epoch, then ``checkpoint.pt``, the fold's TTA predictions and, last,
-``metrics.json``, whose presence marks the fold as done.
+``last.pt`` after every epoch (model, optimizer, scheduler, EMA, RNG states and
+the history: plain tensors and numbers, loaded with ``weights_only=True``), so a
+killed run resumes from its last finished epoch and ends exactly as an
+uninterrupted one; ``best.pt`` whenever validation macro-F1 (cut-offs fitted
+on the fold) improves; ``history.csv`` and TensorBoard events in ``tb/`` every
+epoch. At the end the best epoch's weights become ``checkpoint.pt`` and predict
+the fold's validation and test images with TTA; ``metrics.json``, written last,
+marks the fold as done.
+
+Picking the best epoch on the validation fold makes that fold's score slightly
+optimistic; the stack and the thresholds inherit the same small bias for every
+experiment alike. ``patience: 0`` with ``ema`` is the unbiased alternative.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
+import os
 import random
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from timm.scheduler import CosineLRScheduler
+from timm.utils import ModelEmaV3
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from solution import thresholds
 from solution.config import ExperimentConfig, save_config
+from solution.data.batch import BatchTransform, StainStats, stats_of_images
 from solution.data.cache import load_images
 from solution.data.channels import channel_matrix
 from solution.data.layout import Dataset
 from solution.data.loader import make_loader
-from solution.data.transforms import train_transform
+from solution.data.transforms import preset, train_transform
 from solution.distributed import Context, mean_over_ranks
-from solution.fileio import atomic_write_json, read_json
+from solution.fileio import atomic_write_json, atomic_write_text, read_json
 from solution.inference import predict_fold
 from solution.losses import LossFn, get_loss
 from solution.metrics import macro_f1
 from solution.models import build_model
 from solution.optim import make_optimizer
-from solution.runs import check_reusable, fold_dir, run_identity, save_state
+from solution.runs import check_reusable, fold_dir, load_checkpoint, load_state, run_identity, save_state
 from solution.splits import Folds
 
 log = logging.getLogger(__name__)
+
+SELECT_METRIC = "val_macro_f1_fitted"  # the best epoch is the one with the highest value of this
 
 
 def seed_everything(seed: int) -> None:
@@ -47,45 +66,112 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def rng_state() -> dict[str, Any]:
+    """The RNG states of python, numpy and torch, as plain tensors and numbers (``weights_only`` loads them)."""
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "python": list(random.getstate()[1]),
+        "numpy": torch.from_numpy(keys.astype(np.int64)),
+        "numpy_pos": int(pos),
+        "numpy_gauss": [int(has_gauss), float(gauss)],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate((3, tuple(state["python"]), None))
+    has_gauss, gauss = state["numpy_gauss"]
+    np.random.set_state(
+        ("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], int(has_gauss), gauss)
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@dataclass
+class Progress:
+    """What a fold has done so far; saved in ``last.pt``."""
+
+    epoch: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    best: float = -1.0
+    best_epoch: int = 0
+
+    @property
+    def epochs_since_best(self) -> int:
+        return self.epoch - self.best_epoch
+
+
+@dataclass
+class Engine:
+    """The model and everything that steps it."""
+
+    model: nn.Module  # the plain module (its state is what is saved)
+    step_model: nn.Module  # what the forward pass runs: compiled and/or DDP-wrapped ``model``
+    optimizer: torch.optim.Optimizer
+    scheduler: CosineLRScheduler
+    ema: ModelEmaV3 | None
+    stats: StainStats
+    transform: BatchTransform
+    loss_fn: LossFn
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights that are validated, saved as best and used to predict: the EMA where there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
+
 def train_one_epoch(
-    model: nn.Module,
-    loader: DataLoader,
-    loss_fn: LossFn,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    ctx: Context,
-    desc: str,
+    cfg: ExperimentConfig, engine: Engine, loader: DataLoader, ctx: Context, epoch: int, desc: str
 ) -> float:
     """One pass over this rank's share of the training images; returns the mean loss over all ranks."""
-    model.train()
-    device = ctx.device
-    total, count = 0.0, 0
+    engine.step_model.train()
+    device, dihedral = ctx.device, preset(cfg.augment).dihedral
+    total, count, start = 0.0, 0, time.perf_counter()
+    updates = epoch * (len(loader) // cfg.accumulate)
     bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None if ctx.is_main else True)
-    for x, y in bar:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    engine.optimizer.zero_grad(set_to_none=True)
+    for i, (stains, y) in enumerate(bar):
+        x = engine.transform(stains.to(device, non_blocking=True), dihedral=dihedral)
+        y = y.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = model(x)
-        loss = loss_fn(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        total += loss.item() * len(x)
-        count += len(x)
-        bar.set_postfix(loss=f"{total / count:.4f}")
+            logits = engine.step_model(x)
+        loss = engine.loss_fn(logits.float(), y)
+        (loss / cfg.accumulate).backward()
+        if (i + 1) % cfg.accumulate == 0:
+            updates += 1
+            _update(cfg, engine, updates)
+        total += loss.item() * len(y)
+        count += len(y)
+        bar.set_postfix(loss=f"{total / count:.4f}", img_s=f"{count / (time.perf_counter() - start):.0f}")
     return mean_over_ranks(ctx, total, count)
 
 
+def _update(cfg: ExperimentConfig, engine: Engine, updates: int) -> None:
+    if cfg.clip_grad:
+        nn.utils.clip_grad_norm_(engine.model.parameters(), cfg.clip_grad)
+    engine.optimizer.step()
+    engine.optimizer.zero_grad(set_to_none=True)
+    engine.scheduler.step_update(updates)
+    if engine.ema is not None:
+        engine.ema.update(engine.model, step=updates)
+
+
 @torch.no_grad()
-def validate(model: nn.Module, loader: DataLoader, loss_fn: LossFn, device: torch.device) -> dict[str, float]:
+def validate(engine: Engine, loader: DataLoader, device: torch.device) -> dict[str, float]:
     """Validation loss and macro-F1, at 0.5 and at per-class cut-offs fitted on this fold (optimistic)."""
+    model = engine.eval_model
     model.eval()
     probs, targets, total = [], [], 0.0
-    for x, y in loader:
-        x, y = x.to(device), y.to(device)
+    for stains, y in loader:
+        x, y = engine.transform(stains.to(device)), y.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model(x).float()
-        total += loss_fn(logits, y).item() * len(x)
+        total += engine.loss_fn(logits, y).item() * len(x)
         probs.append(torch.sigmoid(logits).cpu().numpy())
         targets.append(y.cpu().numpy())
     p, t = np.concatenate(probs), np.concatenate(targets).astype(np.uint8)
@@ -96,29 +182,11 @@ def validate(model: nn.Module, loader: DataLoader, loss_fn: LossFn, device: torc
     }
 
 
-def _resume(
-    path: Path, cfg: ExperimentConfig, folds: Folds, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler
-) -> tuple[int, list[dict[str, Any]]]:
-    """Restore the last finished epoch from ``last.pt``, if any: (epochs done, their metrics). Every rank loads it."""
-    if not path.is_file():
-        return 0, []
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    check_reusable(path, state, cfg, folds)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    return state["epoch"], state["history"]
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, DistributedDataParallel) else model
-
-
 def epoch_summary(cfg: ExperimentConfig, m: dict[str, float]) -> str:
     return (
         f"epoch {m['epoch']}/{cfg.epochs}: train loss {m['train_loss']:.4f}  val loss {m['val_loss']:.4f}  "
         f"val macro-F1 {m['val_macro_f1_at_0.5']:.4f} @0.5, {m['val_macro_f1_fitted']:.4f} fitted  "
-        f"({m['seconds']:.1f}s)"
+        f"({m['seconds']:.1f}s, {m['images_per_s']:.0f} img/s)"
     )
 
 
@@ -127,11 +195,10 @@ def _loaders(
 ) -> tuple[DataLoader, DataLoader]:
     train_pos, val_pos = folds.split(dataset.train_ids, fold)
     images = load_images(dataset, "train", dataset.train_ids, cfg.image_size)
-    common = dict(matrix=channel_matrix(cfg.channels), batch_size=cfg.batch_size, num_workers=cfg.num_workers)
+    common = dict(batch_size=cfg.batch_size, num_workers=cfg.num_workers, labels=dataset.train_labels)
     train_loader = make_loader(
         images,
         train_pos,
-        labels=dataset.train_labels,
         transform=train_transform(cfg.augment),
         shuffle=True,
         seed=cfg.seed,
@@ -139,7 +206,79 @@ def _loaders(
         world_size=ctx.world_size,
         **common,
     )
-    return train_loader, make_loader(images, val_pos, labels=dataset.train_labels, **common)
+    return train_loader, make_loader(images, val_pos, **common)
+
+
+def _engine(cfg: ExperimentConfig, stats: StainStats, updates_per_epoch: int, ctx: Context) -> Engine:
+    cuda = ctx.device.type == "cuda"
+    model = build_model(cfg).to(ctx.device, memory_format=torch.channels_last if cuda else torch.preserve_format)
+    optimizer = make_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay)
+    scheduler = CosineLRScheduler(
+        optimizer,
+        t_initial=cfg.epochs * updates_per_epoch,
+        warmup_t=min(cfg.warmup_epochs, cfg.epochs) * updates_per_epoch,
+        warmup_lr_init=cfg.lr * 0.01,
+        t_in_epochs=False,
+    )
+    ema = ModelEmaV3(model, decay=cfg.ema) if cfg.ema else None
+    step_model = torch.compile(model) if cfg.compile else model
+    if ctx.distributed:
+        step_model = DistributedDataParallel(step_model, device_ids=[ctx.device.index] if cuda else None)
+    transform = BatchTransform(channel_matrix(cfg.channels), stats, channels_last=cuda)
+    return Engine(model, step_model, optimizer, scheduler, ema, stats, transform, get_loss(cfg.loss))
+
+
+def _save_last(path: Path, cfg: ExperimentConfig, folds: Folds, engine: Engine, progress: Progress) -> None:
+    state = {
+        "model": engine.model.state_dict(),
+        "optimizer": engine.optimizer.state_dict(),
+        "scheduler": engine.scheduler.state_dict(),
+        "ema": engine.ema.state_dict() if engine.ema is not None else {},
+        "rng": rng_state(),
+        "progress": {"epoch": progress.epoch, "best": progress.best, "best_epoch": progress.best_epoch},
+        "history": progress.history,
+    }
+    save_state(path, **state, **run_identity(cfg, folds))
+
+
+def _resume(path: Path, cfg: ExperimentConfig, folds: Folds, engine: Engine) -> Progress:
+    """Restore the last finished epoch from ``last.pt``, if any. Every rank loads it."""
+    if not path.is_file():
+        return Progress()
+    state = load_state(path, cfg, folds)
+    engine.model.load_state_dict(state["model"])
+    engine.optimizer.load_state_dict(state["optimizer"])
+    engine.scheduler.load_state_dict(state["scheduler"])
+    if engine.ema is not None:
+        engine.ema.load_state_dict(state["ema"])
+    set_rng_state(state["rng"])
+    return Progress(history=state["history"], **state["progress"])
+
+
+def _write_history(out: Path, history: list[dict[str, float]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_text(out / "history.csv", buffer.getvalue())
+
+
+def _end_of_epoch(
+    cfg: ExperimentConfig, folds: Folds, out: Path, engine: Engine, progress: Progress, metrics: dict, tb: SummaryWriter
+) -> None:
+    """Rank 0: record the epoch, keep the best weights, save the state to resume from."""
+    progress.epoch = metrics["epoch"]
+    progress.history.append(metrics)
+    _write_history(out, progress.history)
+    for key, value in metrics.items():
+        if key != "epoch":
+            tb.add_scalar(key, value, metrics["epoch"])
+    tb.flush()
+    if metrics[SELECT_METRIC] > progress.best:
+        progress.best, progress.best_epoch = metrics[SELECT_METRIC], metrics["epoch"]
+        best = {"model": engine.eval_model.state_dict(), "epoch": progress.epoch, "stats": engine.stats.to_dict()}
+        save_state(out / "best.pt", **best, **run_identity(cfg, folds))
+    _save_last(out / "last.pt", cfg, folds, engine, progress)
 
 
 def train_fold(
@@ -161,50 +300,74 @@ def train_fold(
         load_images(dataset, "train", dataset.train_ids, cfg.image_size)  # build the cache once, not once per rank
     ctx.barrier()
     seed_everything(cfg.seed + fold)
+    stats = stats_of_images(load_images(dataset, "train", dataset.train_ids, cfg.image_size))
     train_loader, val_loader = _loaders(cfg, dataset, folds, fold, ctx)
-    loss_fn = get_loss(cfg.loss)
-    model = build_model(cfg).to(ctx.device)
-    optimizer = make_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay)
-    total_steps = cfg.epochs * len(train_loader)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total_steps, pct_start=0.2)
-    start_epoch, history = _resume(out / "last.pt", cfg, folds, model, optimizer, scheduler)
-    if start_epoch:
-        log.info(f"{out}: resuming after epoch {start_epoch}")
-    if ctx.distributed:
-        model = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
-    for epoch in range(start_epoch, cfg.epochs):
+    engine = _engine(cfg, stats, max(1, len(train_loader) // cfg.accumulate), ctx)
+    progress = _resume(out / "last.pt", cfg, folds, engine)
+    if progress.epoch:
+        log.info(f"{out}: resuming after epoch {progress.epoch}")
+    tb = SummaryWriter(str(out / "tb"), purge_step=progress.epoch + 1) if ctx.is_main else None
+    for epoch in range(progress.epoch, cfg.epochs):
+        if cfg.patience and ctx.agree(progress.epochs_since_best >= cfg.patience):
+            log.info(f"{cfg.name} fold {fold}: no better validation macro-F1 for {cfg.patience} epochs, stopping")
+            break
         t0 = time.time()
+        train_loader.dataset.reseed(int(torch.randint(2**31 - 1, ())))
         if isinstance(train_loader.sampler, DistributedSampler):
             train_loader.sampler.set_epoch(epoch)
         desc = f"{cfg.name} f{fold} e{epoch + 1}/{cfg.epochs}"
-        train_loss = train_one_epoch(model, train_loader, loss_fn, optimizer, scheduler, ctx, desc)
+        train_loss = train_one_epoch(cfg, engine, train_loader, ctx, epoch, desc)
         if ctx.is_main:
-            val = validate(_unwrap(model), val_loader, loss_fn, ctx.device)
-            metrics = {"epoch": epoch + 1, "train_loss": train_loss, **val, "seconds": time.time() - t0}
-            history.append(metrics)
-            log.info(f"{cfg.name} fold {fold} {epoch_summary(cfg, metrics)}")
-            state = {
-                "model": _unwrap(model).state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
+            seconds = time.time() - t0
+            images_per_s = len(train_loader) * cfg.batch_size * ctx.world_size / seconds
+            val = validate(engine, val_loader, ctx.device)
+            metrics = {
+                "epoch": epoch + 1,
+                "train_loss": train_loss,
+                **val,
+                "seconds": seconds,
+                "images_per_s": images_per_s,
             }
-            save_state(out / "last.pt", **state, epoch=epoch + 1, history=history, **run_identity(cfg, folds))
+            metrics["lr"] = engine.optimizer.param_groups[0]["lr"]
+            log.info(f"{cfg.name} fold {fold} {epoch_summary(cfg, metrics)}")
+            _end_of_epoch(cfg, folds, out, engine, progress, metrics, tb)
+        else:
+            progress.epoch = epoch + 1
         ctx.barrier()
-
-    final: dict[str, Any] = {}
-    if ctx.is_main:
-        save_state(out / "checkpoint.pt", model=_unwrap(model).state_dict(), **run_identity(cfg, folds))
-        predict_fold(cfg, _unwrap(model), dataset, folds, fold, out, ctx.device)
-        val = {k: v for k, v in history[-1].items() if k.startswith("val_")}
-        final = {
-            "fold": fold,
-            **run_identity(cfg, folds),
-            "world_size": ctx.world_size,
-            "steps_per_epoch": len(train_loader),
-            **val,
-            "history": history,
-        }
-        atomic_write_json(out / "metrics.json", final)
-        (out / "last.pt").unlink(missing_ok=True)
+    final = _finish(cfg, dataset, folds, fold, out, progress, ctx, len(train_loader)) if ctx.is_main else {}
+    if tb is not None:
+        tb.close()
     ctx.barrier()
+    return final
+
+
+def _finish(
+    cfg: ExperimentConfig,
+    dataset: Dataset,
+    folds: Folds,
+    fold: int,
+    out: Path,
+    progress: Progress,
+    ctx: Context,
+    steps: int,
+) -> dict[str, Any]:
+    """Rank 0: the best epoch's weights become ``checkpoint.pt`` and predict; then ``metrics.json``."""
+    if (out / "best.pt").is_file():
+        os.replace(out / "best.pt", out / "checkpoint.pt")
+    model, stats = load_checkpoint(cfg, folds, out / "checkpoint.pt", ctx.device)
+    predict_fold(cfg, model, stats, dataset, folds, fold, out, ctx.device)
+    best_row = next(h for h in progress.history if h["epoch"] == progress.best_epoch)
+    final = {
+        "fold": fold,
+        **run_identity(cfg, folds),
+        "world_size": ctx.world_size,
+        "steps_per_epoch": steps,
+        "best_epoch": progress.best_epoch,
+        "epochs_run": len(progress.history),
+        **{k: v for k, v in best_row.items() if k.startswith("val_")},
+        "stain_stats": stats.to_dict(),
+        "history": progress.history,
+    }
+    atomic_write_json(out / "metrics.json", final)
+    (out / "last.pt").unlink(missing_ok=True)
     return final

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from solution.data.channels import channel_matrix, in_channels, to_model_input
+from solution.data.channels import channel_matrix, in_channels
 from solution.errors import ConfigError
 
-# One pixel with stains R, G, B, Y = 51, 102, 153, 204 (0.2, 0.4, 0.6, 0.8 after scaling).
-PIXEL = np.array([51, 102, 153, 204], dtype=np.uint8).reshape(1, 1, 4)
+# One pixel with stains R, G, B, Y = 0.2, 0.4, 0.6, 0.8.
+PIXEL = np.array([0.2, 0.4, 0.6, 0.8])
 
 
 @pytest.mark.parametrize(
@@ -19,9 +19,7 @@ PIXEL = np.array([51, 102, 153, 204], dtype=np.uint8).reshape(1, 1, 4)
     ],
 )
 def test_setups_by_hand(setup, expected):
-    x = to_model_input(PIXEL, channel_matrix(setup))
-    assert x.shape == (len(expected), 1, 1)
-    np.testing.assert_allclose(x[:, 0, 0], expected, atol=1e-6)
+    np.testing.assert_allclose(channel_matrix(setup) @ PIXEL, expected, atol=1e-6)
     assert in_channels(setup) == len(expected)
 
 

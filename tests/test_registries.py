@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from solution import training
 from solution.config import REGISTRIES, add_override_args, build_config
+from solution.data.batch import stats_of_images
 from solution.data.channels import channel_matrix
 from solution.data.loader import make_loader
 from solution.data.transforms import train_transform
@@ -21,27 +23,24 @@ from solution.inference import predict_probs
 from solution.losses import get_loss
 from solution.models import build_model
 from solution.optim import make_optimizer
-from solution.training import train_one_epoch
 from solution.tta import tta_views
 
 REGISTERED = [(key, value) for key, registry in REGISTRIES.items() for value in registry]
-TINY = {"name": "r", "backbone": "test_resnet", "image_size": 16, "batch_size": 4, "num_workers": 0}
+TINY = {"name": "r", "backbone": "test_resnet", "image_size": 16, "batch_size": 4, "num_workers": 0, "epochs": 1}
 
 
 def one_step(cfg, device):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (8, 16, 16, 4), dtype=np.uint8)
     labels = (rng.random((8, 28)) < 0.3).astype(np.uint8)
-    common = dict(matrix=channel_matrix(cfg.channels), batch_size=4, num_workers=0, labels=labels)
-    loader = make_loader(images, np.arange(8), transform=train_transform(cfg.augment), shuffle=True, **common)
-    model = build_model(cfg).to(device)
-    before = [p.detach().clone() for p in model.parameters()]
-    optimizer = make_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=len(loader))
-    loss = train_one_epoch(model, loader, get_loss(cfg.loss), optimizer, scheduler, Context(device=device), "step")
+    stats = stats_of_images(images)
+    loader = make_loader(images, np.arange(8), 4, 0, labels=labels, transform=train_transform(cfg.augment), shuffle=True)
+    engine = training._engine(cfg, stats, len(loader), Context(device=device))
+    before = [p.detach().clone() for p in engine.model.parameters()]
+    loss = training.train_one_epoch(cfg, engine, loader, Context(device=device), 0, "step")
     assert np.isfinite(loss)
-    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
-    probs = predict_probs(model, make_loader(images, np.arange(3), **common), cfg.tta, device)
+    assert any(not torch.equal(a, b) for a, b in zip(before, engine.model.parameters()))
+    probs = predict_probs(engine.model, make_loader(images, np.arange(3), 4, 0), cfg.tta, device, engine.transform)
     assert probs.shape == (3, 28) and ((probs >= 0) & (probs <= 1)).all()
 
 

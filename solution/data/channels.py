@@ -34,9 +34,3 @@ def channel_matrix(name: str) -> np.ndarray:
 
 def in_channels(name: str) -> int:
     return channel_matrix(name).shape[0]
-
-
-def to_model_input(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """(H, W, 4) uint8 stains -> (C, H, W) float32 in [0, 1] model input."""
-    x = image.astype(np.float32) * (1.0 / 255.0)
-    return np.ascontiguousarray(np.einsum("hws,cs->chw", x, matrix))

@@ -1,18 +1,23 @@
-"""The torch Dataset: cached stains -> augmentation -> channel setup -> tensor."""
+"""The torch Dataset: cached stains -> per-image augmentation (workers) -> uint8 tensor.
+
+Workers return the four stains as uint8 (H, W, 4); flips, channel mixing, float
+conversion and normalisation run on whole batches on the device
+(``solution.data.batch``). Only augmentations that warp one image at a time
+(affine, distortions, blur, intensity) run here.
+"""
 
 from __future__ import annotations
 
 import albumentations as A
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from solution.classes import NUM_CLASSES
-from solution.data.channels import to_model_input
 
 
 class HpaDataset(Dataset):
-    """Items ``images[positions[i]]`` as (input (C, H, W), target (NUM_CLASSES,) float).
+    """Items ``images[positions[i]]`` as (stains (H, W, 4) uint8, target (NUM_CLASSES,) float).
 
     ``images`` is the whole split's (memory-mapped) cache and ``labels`` its label
     rows; ``positions`` selects a fold without copying pixels. The target is
@@ -20,29 +25,36 @@ class HpaDataset(Dataset):
     """
 
     def __init__(
-        self,
-        images: np.ndarray,
-        positions: np.ndarray,
-        labels: np.ndarray | None,
-        matrix: np.ndarray,
-        transform: A.Compose | None = None,
+        self, images: np.ndarray, positions: np.ndarray, labels: np.ndarray | None, transform: A.Compose | None = None
     ):
         if labels is not None and len(labels) != len(images):
             raise ValueError(f"{len(images)} images but {len(labels)} label rows")
         self.images = images
         self.positions = np.asarray(positions)
         self.labels = labels
-        self.matrix = matrix
         self.transform = transform
+        self.seed = 0
 
     def __len__(self) -> int:
         return len(self.positions)
 
+    def reseed(self, seed: int) -> None:
+        """Seed the augmentation (albumentations keeps its own generator), so a resumed epoch repeats exactly."""
+        self.seed = seed
+        if self.transform is not None:
+            self.transform.set_random_seed(seed)
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         pos = self.positions[i]
-        image = np.asarray(self.images[pos])
+        image = np.array(self.images[pos])  # a private, writable copy of the memory-mapped pixels
         if self.transform is not None:
             image = self.transform(image=image)["image"]
-        x = torch.from_numpy(to_model_input(image, self.matrix))
+        x = torch.from_numpy(np.ascontiguousarray(image))
         y = torch.zeros(NUM_CLASSES) if self.labels is None else torch.from_numpy(self.labels[pos].astype(np.float32))
         return x, y
+
+
+def reseed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: each worker's augmentation gets its own seed, derived from the epoch's."""
+    info = get_worker_info()
+    info.dataset.reseed(info.dataset.seed * 1009 + worker_id + 1)
