@@ -142,6 +142,7 @@ def test_failures_are_listed_and_reruns_fetch_only_what_is_missing(server, tmp_p
     assert files_in(out / "train") == {f"{i}_{s}.png" for i in ids[:3] for s in STAINS} - {"3_800_A6_1_red.png"}
 
     server.reset()
+    (out / "train" / ".3_800_A6_1_red.png.x1y2.tmp").write_bytes(b"half a PNG")  # as a killed run leaves it
     argv = ["--csv", str(tmp_path / "list.csv"), "--out", str(out), "--size", str(SIZE), "--base-url", server.base_url]
     with pytest.raises(SystemExit, match=r"error: 1 image\(s\) failed, listed in .*failed.csv"):
         main(argv + ["--retries", "0"])
@@ -150,6 +151,7 @@ def test_failures_are_listed_and_reruns_fetch_only_what_is_missing(server, tmp_p
     )
     assert "1 images fetched, 2 already complete, 1 failed" in capsys.readouterr().out
     assert pd.read_csv(out / "failed.csv").Id.tolist() == ["4_1_A1_1"]
+    assert not list((out / "train").glob("*.tmp"))
 
     server.reset()
     main(["--csv", str(write_list(tmp_path / "list.csv", ids[:3])), *argv[2:]])

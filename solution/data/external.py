@@ -4,16 +4,21 @@ LIST is an ``Id,Target`` file like the competition's train.csv (e.g. the
 community HPAv18RBGY_wodpl.csv), with Ids ``{antibody}_{plate}_{well}_{field}``
 such as ``10580_1610_C1_1``. Each stain of an Id is an RGB JPEG at
 ``{base}/{antibody}/{plate}_{well}_{field}_{stain}.jpg``. Every file is
-fetched in a thread pool (with retries and exponential backoff), reduced to its
+fetched in a thread pool, reduced to its
 stain's plane by the layout's rule (``stain_plane``: red from R, green from G,
 blue from B, yellow from the mean of R and G), area-resized to ``--size`` and
 written as ``DIR/train/{Id}_{stain}.png``; ``DIR/train.csv`` lists the Ids
 whose four stains are all there. A dataset written this way has no test split:
 open it with ``open_train_only``.
 
+Network errors, timeouts, 5xx answers, 408/429, and truncated or undecodable
+bodies are retried ``--retries`` times with exponential backoff (1, 2, 4 s);
+other client errors (404) fail at once.
+
 Resumable: a stain whose PNG exists is not fetched again, so a rerun only
 fetches what is missing. Every PNG is written under a temporary name in its
-folder and renamed, so an interrupted run never leaves half a file. An Id that
+folder and renamed, so an interrupted run never leaves half a file (a killed
+one may leave a temporary, which the next run removes). An Id that
 still fails after its retries is listed with the reason in ``DIR/failed.csv``,
 left out of train.csv, and makes the command exit with status 1; its stains
 that did arrive are kept for the next run. ``DIR/external.json`` records the
@@ -24,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import re
 import sys
 import time
@@ -40,7 +44,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from solution.artifacts import atomic_path, atomic_write_csv, atomic_write_json
+from solution.artifacts import atomic_path, atomic_write_csv, atomic_write_json, read_json
 from solution.data.layout import STAINS, Dataset, _stain_paths, parse_target, read_labels_csv, read_rows, stain_plane
 from solution.errors import DatasetError, KitError
 
@@ -61,13 +65,17 @@ class Entry:
         return f"{base_url.rstrip('/')}/{antibody}/{rest}_{stain}.jpg"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Report:
     """What a download run did: Ids fetched now, Ids already complete, failed Ids with the reason."""
 
-    fetched: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
+    fetched: list[str]
+    skipped: list[str]
+    failed: dict[str, str]
+
+
+class FetchError(Exception):
+    """A stain that could not be fetched after its retries; its Id goes to failed.csv."""
 
 
 def read_list(path: Path | str) -> list[Entry]:
@@ -102,7 +110,7 @@ def _check_size(out_dir: Path, size: int, base_url: str) -> None:
     """Record the image size in ``external.json``; refuse to add images of another size to a folder."""
     meta_path = out_dir / META_FILE
     if meta_path.is_file():
-        earlier = json.loads(meta_path.read_text()).get("size")
+        earlier = read_json(meta_path).get("size")
         if earlier != size:
             raise DatasetError(
                 f"{out_dir} holds images of {earlier} px; rerun with --size {earlier} or use another folder"
@@ -148,11 +156,11 @@ class Fetcher:
                 break
             except Exception as exc:  # sorted into transient and permanent just below
                 if attempt == self.retries or not _is_transient(exc):
-                    raise RuntimeError(f"{stain}: {exc} ({url}, {attempt + 1} attempt(s))") from exc
+                    raise FetchError(f"{stain}: {exc} ({url}, {attempt + 1} attempt(s))") from exc
                 time.sleep(self.backoff * 2**attempt)
         ok, png = cv2.imencode(".png", plane)
         if not ok:
-            raise RuntimeError(f"{stain}: could not encode a PNG")
+            raise FetchError(f"{stain}: could not encode a PNG")
         with atomic_path(png_path(self.out_dir, entry.image_id, stain)) as tmp:
             tmp.write_bytes(png.tobytes())
 
@@ -177,19 +185,38 @@ def download(
     out_dir = Path(out_dir)
     (out_dir / "train").mkdir(parents=True, exist_ok=True)
     _check_size(out_dir, size, base_url)
+    for stale in (out_dir / "train").glob(".*.tmp"):  # left by a killed run
+        stale.unlink()
     missing = {e.image_id: [s for s in STAINS if not png_path(out_dir, e.image_id, s).is_file()] for e in entries}
-    report = Report(skipped=[e.image_id for e in entries if not missing[e.image_id]])
-    errors: dict[str, list[str]] = defaultdict(list)
     fetcher = Fetcher(out_dir, size, base_url, timeout, retries, backoff)  # its opener reads the proxy settings of now
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        jobs = {pool.submit(fetcher.save, e, s): e.image_id for e in entries for s in missing[e.image_id]}
+    errors = _fetch_all(fetcher, [(e, s) for e in entries for s in missing[e.image_id]], workers)
+    failed = {e.image_id: "; ".join(sorted(errors[e.image_id])) for e in entries if e.image_id in errors}
+    _write_lists(out_dir, entries, failed)
+    return Report(
+        fetched=[e.image_id for e in entries if missing[e.image_id] and e.image_id not in failed],
+        skipped=[e.image_id for e in entries if not missing[e.image_id]],
+        failed=failed,
+    )
+
+
+def _fetch_all(fetcher: Fetcher, todo: list[tuple[Entry, str]], workers: int) -> dict[str, list[str]]:
+    """Fetch every (entry, stain) in a thread pool; the reasons of the failures, by Id.
+
+    Any other error (or Ctrl-C) cancels the queued fetches, lets the running ones finish
+    their atomic writes, and propagates.
+    """
+    errors: dict[str, list[str]] = defaultdict(list)
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        jobs = {pool.submit(fetcher.save, entry, stain): entry.image_id for entry, stain in todo}
         for job in tqdm(as_completed(jobs), total=len(jobs), desc="downloading HPAv18 stains"):
-            if job.exception() is not None:
-                errors[jobs[job]].append(str(job.exception()))
-    report.failed = {e.image_id: "; ".join(sorted(errors[e.image_id])) for e in entries if e.image_id in errors}
-    report.fetched = [e.image_id for e in entries if missing[e.image_id] and e.image_id not in report.failed]
-    _write_lists(out_dir, entries, report.failed)
-    return report
+            try:
+                job.result()
+            except FetchError as exc:
+                errors[jobs[job]].append(str(exc))
+    finally:
+        pool.shutdown(cancel_futures=True)
+    return errors
 
 
 def _write_lists(out_dir: Path, entries: list[Entry], failed: dict[str, str]) -> None:
