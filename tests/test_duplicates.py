@@ -21,6 +21,7 @@ from solution.data.duplicates import (
 from solution.data.layout import STAINS, open_dataset
 from solution.data.synthetic import render_field, sample_labels
 from solution.errors import ArtifactError
+from solution.folds import make_folds
 
 
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
@@ -140,6 +141,7 @@ def test_grouped_folds_keep_groups_whole_and_stratified():
 
     assert deviation(fold) < 0.6 * deviation(rng.permutation(np.arange(600) % 5))
     np.testing.assert_array_equal(fold, grouped_folds(labels, groups, n_folds=5, seed=2))
+    np.testing.assert_array_equal(grouped_folds(labels, np.full(600, -1), 5, 2), make_folds(labels, 5, 2))
     with pytest.raises(ValueError, match="cannot make 5 folds from 3 groups"):
         grouped_folds(labels[:6], np.array([0, 0, 1, 1, 2, 2]), n_folds=5, seed=0)
 

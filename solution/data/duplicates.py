@@ -276,13 +276,15 @@ def grouped_folds(labels: np.ndarray, groups: np.ndarray, n_folds: int, seed: in
     ``groups`` holds a group number per image; an image with a negative number (no twin, as
     ``connected_groups`` and ``read_groups`` mark it) is a group of its own. Each group is one
     row, labelled with the union of its members' labels, for iterative-stratification's splitter.
+    Without groups (all negative) the folds are those of ``solution.folds.make_folds``.
     """
     groups = np.asarray(groups)
     if groups.shape != (len(labels),):
         raise ValueError(f"need one group per image: {len(labels)} images, groups of shape {groups.shape}")
     key = np.where(groups < 0, -1 - np.arange(len(groups)), groups)
-    _, member_of = np.unique(key, return_inverse=True)
-    n_groups = int(member_of.max()) + 1 if len(groups) else 0
+    _, first, member_of = np.unique(key, return_index=True, return_inverse=True)
+    member_of = np.argsort(np.argsort(first))[member_of]  # groups in order of their first image
+    n_groups = len(first)
     if n_folds < 2:
         raise ValueError(f"need at least 2 folds, got {n_folds}")
     if n_groups < n_folds:
