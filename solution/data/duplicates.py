@@ -57,6 +57,7 @@ twins ends up in one group.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -248,7 +249,7 @@ def find_pairs(
         raise ValueError(f"max_distance must lie in 0..{MAX_DISTANCE_LIMIT}, got {max_distance}")
     radii = _band_radii(max_distance)
     masks = _probe_masks(int(radii.max()))
-    n_masks = np.array([np.sum(np.bitwise_count(masks) <= r) for r in radii], dtype=np.int64)
+    n_masks = np.array([sum(math.comb(BAND_BITS, t) for t in range(r + 1)) for r in radii], dtype=np.int64)
     a, b, d = _search(np.ascontiguousarray(hashes[:, 0]), *_band_tables(hashes), masks, n_masks, max_distance)
     order = np.lexsort((d, b, a))
     a, b, d = a[order], b[order], d[order]
