@@ -158,8 +158,10 @@ def open_dataset(root: Path | str) -> Dataset:
     return Dataset(root=root, train_ids=train_ids, train_labels=train_labels, test_ids=test_ids, paths=paths)
 
 
-def _stain_plane(img: np.ndarray, stain: str, path: Path) -> np.ndarray:
-    """One 8-bit plane from a decoded image: grey as is, colour reduced to the stain's colour."""
+def stain_plane(img: np.ndarray, stain: str, path: Path | str) -> np.ndarray:
+    """One 8-bit plane from a decoded image (``path`` names it in errors): grey as is, colour
+    (OpenCV's BGR order) reduced to the stain's colour: red from R, green from G, blue from B,
+    yellow from the mean of R and G. 16-bit images are scaled to 8 bits."""
     if img.ndim == 3:
         b, g, r = (img[..., i].astype(np.float32) for i in range(3))  # OpenCV decodes as BGR
         plane = {"red": r, "green": g, "blue": b, "yellow": (r + g) / 2}[stain]
@@ -183,7 +185,7 @@ def read_image(paths: tuple[Path, ...], size: int) -> np.ndarray:
             raise DatasetError(f"unreadable image: {path} (not a valid {path.suffix} file)")
         if img.ndim == 3 and img.shape[2] == 4:
             img = img[..., :3]
-        plane = _stain_plane(img, stain, path)
+        plane = stain_plane(img, stain, path)
         if plane.shape != (size, size):
             interp = cv2.INTER_AREA if plane.shape[0] > size else cv2.INTER_LINEAR
             plane = cv2.resize(plane, (size, size), interpolation=interp)

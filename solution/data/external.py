@@ -1,0 +1,271 @@
+"""HPAv18 external images in the competition layout: ``python -m solution.data.external --csv LIST --out DIR``.
+
+LIST is an ``Id,Target`` file like the competition's train.csv (e.g. the
+community HPAv18RBGY_wodpl.csv), with Ids ``{antibody}_{plate}_{well}_{field}``
+such as ``10580_1610_C1_1``. Each stain of an Id is an RGB JPEG at
+``{base}/{antibody}/{plate}_{well}_{field}_{stain}.jpg``. Every file is
+fetched in a thread pool, reduced to its
+stain's plane by the layout's rule (``stain_plane``: red from R, green from G,
+blue from B, yellow from the mean of R and G), area-resized to ``--size`` and
+written as ``DIR/train/{Id}_{stain}.png``; ``DIR/train.csv`` lists the Ids
+whose four stains are all there. A dataset written this way has no test split:
+open it with ``open_train_only``.
+
+Network errors, timeouts, 5xx answers, 408/429, and truncated or undecodable
+bodies are retried ``--retries`` times with exponential backoff (1, 2, 4 s);
+other client errors (404) fail at once.
+
+Resumable: a stain whose PNG exists is not fetched again, so a rerun only
+fetches what is missing. Every PNG is written under a temporary name in its
+folder and renamed, so an interrupted run never leaves half a file (a killed
+one may leave a temporary, which the next run removes). An Id that
+still fails after its retries is listed with the reason in ``DIR/failed.csv``,
+left out of train.csv, and makes the command exit with status 1; its stains
+that did arrive are kept for the next run. ``DIR/external.json`` records the
+image size, so a rerun at another size is refused rather than mixing sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import re
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from solution.artifacts import atomic_path, atomic_write_csv, atomic_write_json, read_json
+from solution.data.layout import STAINS, Dataset, _stain_paths, parse_target, read_labels_csv, read_rows, stain_plane
+from solution.errors import DatasetError, KitError
+
+DEFAULT_BASE_URL = "http://v18.proteinatlas.org/images"
+ID_PATTERN = re.compile(r"[A-Za-z0-9]+(_[A-Za-z0-9]+){3}")
+META_FILE = "external.json"
+FAILED_FILE = "failed.csv"
+RETRIED_HTTP_CODES = (408, 429)  # of the 4xx client errors, only timeouts and rate limits heal on retry
+
+
+@dataclass(frozen=True)
+class Entry:
+    image_id: str
+    target: str
+
+    def url(self, base_url: str, stain: str) -> str:
+        antibody, rest = self.image_id.split("_", 1)
+        return f"{base_url.rstrip('/')}/{antibody}/{rest}_{stain}.jpg"
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a download run did: Ids fetched now, Ids already complete, failed Ids with the reason."""
+
+    fetched: list[str]
+    skipped: list[str]
+    failed: dict[str, str]
+
+
+class FetchError(Exception):
+    """A stain that could not be fetched after its retries; its Id goes to failed.csv."""
+
+
+def read_list(path: Path | str) -> list[Entry]:
+    """The Ids and Targets of an ``Id,Target`` list; a malformed row or Id is an error naming its line."""
+    path = Path(path)
+    entries = []
+    for line, image_id, target in read_rows(path, ("Id", "Target")):
+        if not ID_PATTERN.fullmatch(image_id):
+            raise DatasetError(
+                f"{path}:{line}: Id {image_id!r} is not of the form antibody_plate_well_field (e.g. 10580_1610_C1_1)"
+            )
+        parse_target(target, f"{path}:{line}")
+        entries.append(Entry(image_id, target))
+    return entries
+
+
+def open_train_only(root: Path | str) -> Dataset:
+    """A dataset of ``train.csv`` and ``train/`` only (as this module writes), e.g. extra training data."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset directory not found: {root}")
+    ids, labels = read_labels_csv(root / "train.csv")
+    paths = {"train": _stain_paths(root / "train", ids, exact=False), "test": {}}
+    return Dataset(root=root, train_ids=ids, train_labels=labels, test_ids=[], paths=paths)
+
+
+def png_path(out_dir: Path, image_id: str, stain: str) -> Path:
+    return out_dir / "train" / f"{image_id}_{stain}.png"
+
+
+def _check_size(out_dir: Path, size: int, base_url: str) -> None:
+    """Record the image size in ``external.json``; refuse to add images of another size to a folder."""
+    meta_path = out_dir / META_FILE
+    if meta_path.is_file():
+        earlier = read_json(meta_path).get("size")
+        if earlier != size:
+            raise DatasetError(
+                f"{out_dir} holds images of {earlier} px; rerun with --size {earlier} or use another folder"
+            )
+    else:
+        atomic_write_json(meta_path, {"size": size, "base_url": base_url})
+
+
+def _is_transient(exc: Exception) -> bool:
+    """Worth retrying: network and server errors, timeouts, truncated or undecodable payloads."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code >= 500 or exc.code in RETRIED_HTTP_CODES
+    return isinstance(exc, (OSError, http.client.HTTPException, ValueError))
+
+
+@dataclass(frozen=True)
+class Fetcher:
+    """Fetches stains into ``out_dir/train`` with one run's settings."""
+
+    out_dir: Path
+    size: int
+    base_url: str
+    timeout: float
+    retries: int
+    backoff: float
+    opener: urllib.request.OpenerDirector = field(default_factory=urllib.request.build_opener)
+
+    def plane(self, url: str, stain: str) -> np.ndarray:
+        """One stain: download, decode, reduce to the stain's plane, area-resize to (size, size)."""
+        with self.opener.open(url, timeout=self.timeout) as response:
+            data = response.read()
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise ValueError(f"not a decodable image ({len(data)} bytes)")
+        return cv2.resize(stain_plane(image, stain, url), (self.size, self.size), interpolation=cv2.INTER_AREA)
+
+    def save(self, entry: Entry, stain: str) -> None:
+        """Fetch one stain, retrying transient failures with exponential backoff, and write its PNG atomically."""
+        url = entry.url(self.base_url, stain)
+        for attempt in range(self.retries + 1):
+            try:
+                plane = self.plane(url, stain)
+                break
+            except Exception as exc:  # sorted into transient and permanent just below
+                if attempt == self.retries or not _is_transient(exc):
+                    raise FetchError(f"{stain}: {exc} ({url}, {attempt + 1} attempt(s))") from exc
+                time.sleep(self.backoff * 2**attempt)
+        ok, png = cv2.imencode(".png", plane)
+        if not ok:
+            raise FetchError(f"{stain}: could not encode a PNG")
+        with atomic_path(png_path(self.out_dir, entry.image_id, stain)) as tmp:
+            tmp.write_bytes(png.tobytes())
+
+
+def download(
+    csv_path: Path | str,
+    out_dir: Path | str,
+    size: int = 512,
+    workers: int = 16,
+    base_url: str = DEFAULT_BASE_URL,
+    retries: int = 3,
+    timeout: float = 30.0,
+    backoff: float = 1.0,
+) -> Report:
+    """Fetch every missing stain of the list into ``out_dir``; write train.csv (complete Ids) and failed.csv.
+
+    ``timeout`` bounds each socket operation; a transient failure waits ``backoff * 2**attempt`` seconds.
+    """
+    if not base_url.startswith(("http://", "https://")):
+        raise DatasetError(f"--base-url must be an http:// or https:// URL, got {base_url!r}")
+    entries = read_list(csv_path)
+    out_dir = Path(out_dir)
+    (out_dir / "train").mkdir(parents=True, exist_ok=True)
+    _check_size(out_dir, size, base_url)
+    for stale in (out_dir / "train").glob(".*.tmp"):  # left by a killed run
+        stale.unlink()
+    missing = {e.image_id: [s for s in STAINS if not png_path(out_dir, e.image_id, s).is_file()] for e in entries}
+    fetcher = Fetcher(out_dir, size, base_url, timeout, retries, backoff)  # its opener reads the proxy settings of now
+    errors = _fetch_all(fetcher, [(e, s) for e in entries for s in missing[e.image_id]], workers)
+    failed = {e.image_id: "; ".join(sorted(errors[e.image_id])) for e in entries if e.image_id in errors}
+    _write_lists(out_dir, entries, failed)
+    return Report(
+        fetched=[e.image_id for e in entries if missing[e.image_id] and e.image_id not in failed],
+        skipped=[e.image_id for e in entries if not missing[e.image_id]],
+        failed=failed,
+    )
+
+
+def _fetch_all(fetcher: Fetcher, todo: list[tuple[Entry, str]], workers: int) -> dict[str, list[str]]:
+    """Fetch every (entry, stain) in a thread pool; the reasons of the failures, by Id.
+
+    Any other error (or Ctrl-C) cancels the queued fetches, lets the running ones finish
+    their atomic writes, and propagates.
+    """
+    errors: dict[str, list[str]] = defaultdict(list)
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        jobs = {pool.submit(fetcher.save, entry, stain): entry.image_id for entry, stain in todo}
+        for job in tqdm(as_completed(jobs), total=len(jobs), desc="downloading HPAv18 stains"):
+            try:
+                job.result()
+            except FetchError as exc:
+                errors[jobs[job]].append(str(exc))
+    finally:
+        pool.shutdown(cancel_futures=True)
+    return errors
+
+
+def _write_lists(out_dir: Path, entries: list[Entry], failed: dict[str, str]) -> None:
+    complete = [e for e in entries if e.image_id not in failed]
+    atomic_write_csv(
+        out_dir / "train.csv",
+        pd.DataFrame({"Id": [e.image_id for e in complete], "Target": [e.target for e in complete]}),
+    )
+    failed_path = out_dir / FAILED_FILE
+    if failed:
+        atomic_write_csv(failed_path, pd.DataFrame({"Id": list(failed), "reason": list(failed.values())}))
+    else:
+        failed_path.unlink(missing_ok=True)  # a list from an earlier run would be stale
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m solution.data.external",
+        description="Download the HPAv18 external images into the competition layout (train.csv and train/ only).",
+    )
+    parser.add_argument("--csv", type=Path, required=True, help="Id,Target list, e.g. HPAv18RBGY_wodpl.csv")
+    parser.add_argument("--out", type=Path, required=True, help="output dataset folder (rerun to resume)")
+    parser.add_argument("--size", type=int, default=512, help="image side in pixels (area resize)")
+    parser.add_argument("--workers", type=int, default=16, help="parallel downloads")
+    parser.add_argument(
+        "--base-url",
+        default=DEFAULT_BASE_URL,
+        help="server folder holding {antibody}/{plate}_{well}_{field}_{stain}.jpg",
+    )
+    parser.add_argument("--retries", type=int, default=3, help="retries of a file after a transient failure")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per socket operation")
+    args = parser.parse_args(argv)
+    for name in ("size", "workers", "timeout"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name} must be positive")
+    if args.retries < 0:
+        parser.error("--retries must be 0 or more")
+    try:
+        report = download(args.csv, args.out, args.size, args.workers, args.base_url, args.retries, args.timeout)
+    except KitError as exc:
+        sys.exit(f"error: {exc}")
+    print(f"{len(report.fetched)} images fetched, {len(report.skipped)} already complete, {len(report.failed)} failed")
+    if report.failed:
+        for image_id, reason in list(report.failed.items())[:5]:
+            print(f"  {image_id}: {reason}")
+        sys.exit(
+            f"error: {len(report.failed)} image(s) failed, listed in {args.out / FAILED_FILE}; rerun to retry them"
+        )
+
+
+if __name__ == "__main__":
+    main()
