@@ -21,7 +21,7 @@ from solution.data.duplicates import (
 from solution.data.layout import STAINS, open_dataset
 from solution.data.synthetic import render_field, sample_labels
 from solution.errors import ArtifactError
-from solution.folds import make_folds
+from solution.splits import make_folds
 
 
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from solution.data.external import download, main, open_train_only, read_list
-from solution.data.layout import STAINS, stain_plane
+from solution.data.external import download, main, read_list
+from solution.data.layout import STAINS, open_train_only, stain_plane
 from solution.errors import DatasetError
 
 SIZE = 64
@@ -100,7 +100,9 @@ def files_in(folder) -> set[str]:
 
 def fetch(server, tmp_path, ids):
     path = write_list(tmp_path / "list.csv", ids)
-    return download(path, tmp_path / "out", SIZE, workers=4, base_url=server.base_url, retries=2, timeout=10, backoff=0.01)
+    return download(
+        path, tmp_path / "out", SIZE, workers=4, base_url=server.base_url, retries=2, timeout=10, backoff=0.01
+    )
 
 
 def test_download_reduces_resizes_and_retries(server, hpav18_dir, tmp_path):

@@ -34,7 +34,9 @@ def one_step(cfg, device):
     images = rng.integers(0, 255, (8, 16, 16, 4), dtype=np.uint8)
     labels = (rng.random((8, 28)) < 0.3).astype(np.uint8)
     stats = stats_of_images(images)
-    loader = make_loader(images, np.arange(8), 4, 0, labels=labels, transform=train_transform(cfg.augment), shuffle=True)
+    loader = make_loader(
+        images, np.arange(8), 4, 0, labels=labels, transform=train_transform(cfg.augment), shuffle=True
+    )
     engine = training._engine(cfg, stats, len(loader), Context(device=device))
     before = [p.detach().clone() for p in engine.model.parameters()]
     loss = training.train_one_epoch(cfg, engine, loader, Context(device=device), 0, "step")

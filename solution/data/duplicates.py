@@ -57,8 +57,8 @@ twins ends up in one group.
 from __future__ import annotations
 
 import argparse
+import logging
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
@@ -72,11 +72,13 @@ from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from solution.artifacts import atomic_write_csv
+from solution.cli import user_errors
 from solution.data.cache import load_images
-from solution.data.external import open_train_only
-from solution.data.layout import Dataset, open_dataset
-from solution.errors import ArtifactError, DatasetError, KitError
+from solution.data.layout import Dataset, open_dataset, open_train_only
+from solution.errors import ArtifactError, DatasetError
+from solution.fileio import atomic_write_csv
+
+log = logging.getLogger(__name__)
 
 THUMB = 32
 BLOCK = 8
@@ -436,10 +438,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--size must be positive, got {args.size}")
     if not 0 <= args.max_distance <= MAX_DISTANCE_LIMIT:
         parser.error(f"--max-distance must lie in 0..{MAX_DISTANCE_LIMIT}, got {args.max_distance}")
-    try:
-        print(find_duplicates(args.data, args.extra, args.size, args.max_distance, args.out))
-    except KitError as exc:
-        sys.exit(f"error: {exc}")
+    with user_errors():
+        log.info(find_duplicates(args.data, args.extra, args.size, args.max_distance, args.out))
 
 
 if __name__ == "__main__":

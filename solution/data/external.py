@@ -9,7 +9,7 @@ stain's plane by the layout's rule (``stain_plane``: red from R, green from G,
 blue from B, yellow from the mean of R and G), area-resized to ``--size`` and
 written as ``DIR/train/{Id}_{stain}.png``; ``DIR/train.csv`` lists the Ids
 whose four stains are all there. A dataset written this way has no test split:
-open it with ``open_train_only``.
+open it with ``solution.data.layout.open_train_only``.
 
 Network errors, timeouts, 5xx answers, 408/429, and truncated or undecodable
 bodies are retried ``--retries`` times with exponential backoff (1, 2, 4 s);
@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import logging
 import re
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -44,9 +44,12 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from solution.artifacts import atomic_path, atomic_write_csv, atomic_write_json, read_json
-from solution.data.layout import STAINS, Dataset, _stain_paths, parse_target, read_labels_csv, read_rows, stain_plane
-from solution.errors import DatasetError, KitError
+from solution.cli import user_errors
+from solution.data.layout import STAINS, parse_target, read_rows, stain_plane
+from solution.errors import DatasetError
+from solution.fileio import atomic_path, atomic_write_csv, atomic_write_json, read_json
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "http://v18.proteinatlas.org/images"
 ID_PATTERN = re.compile(r"[A-Za-z0-9]+(_[A-Za-z0-9]+){3}")
@@ -90,16 +93,6 @@ def read_list(path: Path | str) -> list[Entry]:
         parse_target(target, f"{path}:{line}")
         entries.append(Entry(image_id, target))
     return entries
-
-
-def open_train_only(root: Path | str) -> Dataset:
-    """A dataset of ``train.csv`` and ``train/`` only (as this module writes), e.g. extra training data."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DatasetError(f"dataset directory not found: {root}")
-    ids, labels = read_labels_csv(root / "train.csv")
-    paths = {"train": _stain_paths(root / "train", ids, exact=False), "test": {}}
-    return Dataset(root=root, train_ids=ids, train_labels=labels, test_ids=[], paths=paths)
 
 
 def png_path(out_dir: Path, image_id: str, stain: str) -> Path:
@@ -254,17 +247,17 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--{name} must be positive")
     if args.retries < 0:
         parser.error("--retries must be 0 or more")
-    try:
+    with user_errors():
         report = download(args.csv, args.out, args.size, args.workers, args.base_url, args.retries, args.timeout)
-    except KitError as exc:
-        sys.exit(f"error: {exc}")
-    print(f"{len(report.fetched)} images fetched, {len(report.skipped)} already complete, {len(report.failed)} failed")
-    if report.failed:
-        for image_id, reason in list(report.failed.items())[:5]:
-            print(f"  {image_id}: {reason}")
-        sys.exit(
-            f"error: {len(report.failed)} image(s) failed, listed in {args.out / FAILED_FILE}; rerun to retry them"
+        log.info(
+            f"{len(report.fetched)} images fetched, {len(report.skipped)} already complete, {len(report.failed)} failed"
         )
+        for image_id, reason in list(report.failed.items())[:5]:
+            log.info(f"  {image_id}: {reason}")
+        if report.failed:
+            raise DatasetError(
+                f"{len(report.failed)} image(s) failed, listed in {args.out / FAILED_FILE}; rerun to retry them"
+            )
 
 
 if __name__ == "__main__":

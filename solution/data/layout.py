@@ -141,6 +141,16 @@ class Dataset:
         return labels[positions(ids, self.test_ids, str(path), DatasetError)]
 
 
+def open_train_only(root: Path | str) -> Dataset:
+    """A dataset of ``train.csv`` and ``train/`` only (extra training data such as HPAv18), no test split."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset directory not found: {root}")
+    ids, labels = read_labels_csv(root / "train.csv")
+    paths = {"train": _stain_paths(root / "train", ids, exact=False), "test": {}}
+    return Dataset(root=root, train_ids=ids, train_labels=labels, test_ids=[], paths=paths)
+
+
 def open_dataset(root: Path | str) -> Dataset:
     """Read and validate the CSVs and check that every image has its four stain files."""
     root = Path(root)
