@@ -1,0 +1,100 @@
+"""The training engine on CPU at a tiny size: resume, best epoch, early stopping, logs, pretrained stems."""
+
+import csv
+
+import pytest
+import timm
+import torch
+
+from solution import train, training
+from solution.config import build_config, load_config
+from solution.errors import ConfigError
+from solution.fileio import read_json
+from solution.models import build_model
+from solution.runs import load_state
+from solution.splits import read_folds
+
+ENGINE = (
+    "backbone: test_resnet\nchannels: rgby\nimage_size: 32\nbatch_size: 8\naccumulate: 2\nepochs: 3\n"
+    "warmup_epochs: 1\nlr: 0.01\naugment: light\nema: 0.9\nclip_grad: 1.0\ndrop_rate: 0.2\ntta: flip\nnum_workers: 0\n"
+)
+
+
+@pytest.fixture
+def engine_cfg(trained):
+    (trained / "configs" / "engine.yaml").write_text(ENGINE)
+    return ["--config", "configs/engine.yaml", "--fold", "0"]
+
+
+def weights(run):
+    return torch.load(run / "checkpoint.pt", weights_only=True)["model"]
+
+
+def test_killed_after_an_epoch_and_resumed_ends_as_an_uninterrupted_run(trained, engine_cfg, monkeypatch):
+    train.main([*engine_cfg, "--runs-dir", "whole"])
+    original = training._end_of_epoch
+
+    def killed_after_epoch_1(*args):
+        original(*args)
+        if args[4].epoch == 1:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(training, "_end_of_epoch", killed_after_epoch_1)
+        train.main([*engine_cfg, "--runs-dir", "killed"])
+    run = trained / "killed" / "engine" / "fold0"
+    assert load_state(run / "last.pt", *_identity(trained))["progress"]["epoch"] == 1
+    train.main([*engine_cfg, "--runs-dir", "killed"])
+
+    whole, resumed = weights(trained / "whole" / "engine" / "fold0"), weights(run)
+    assert whole.keys() == resumed.keys()
+    for key in whole:
+        assert torch.equal(whole[key], resumed[key]), key
+
+
+def _identity(trained):
+    return load_config(trained / "configs" / "engine.yaml"), read_folds(trained / "folds")
+
+
+def test_logs_best_epoch_and_early_stopping(trained, engine_cfg, monkeypatch):
+    scores = iter([0.3, 0.5, 0.4, 0.2, 0.1])
+    original = training.validate
+
+    def scripted(*args):
+        return {**original(*args), "val_macro_f1_fitted": next(scores)}
+
+    monkeypatch.setattr(training, "validate", scripted)
+    train.main([*engine_cfg, "--epochs", "5", "--patience", "2", "--runs-dir", "es"])
+    run = trained / "es" / "engine" / "fold0"
+    with (run / "history.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]  # epochs 3 and 4 did not beat epoch 2: stop
+    assert {"train_loss", "val_loss", "lr", "images_per_s", "val_macro_f1_fitted"} <= set(rows[0])
+    metrics = read_json(run / "metrics.json")
+    assert metrics["best_epoch"] == 2 and metrics["epochs_run"] == 4 and metrics["val_macro_f1_fitted"] == 0.5
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 2
+    assert any((run / "tb").iterdir()) and not (run / "last.pt").exists() and not (run / "best.pt").exists()
+
+
+def test_pretrained_file_adapts_the_stem_instead_of_a_random_one(tmp_path):
+    source = timm.create_model("test_resnet", pretrained=False, num_classes=28)
+    torch.save(source.state_dict(), tmp_path / "weights.pth")
+    stem_key = source.pretrained_cfg["first_conv"] + ".weight"
+    weights_file = str(tmp_path / "weights.pth")
+    cfg = build_config({"name": "p", "backbone": "test_resnet", "channels": "rgby", "pretrained_file": weights_file}, "t")
+    model = build_model(cfg).state_dict()
+    assert model[stem_key].shape[1] == 4
+    # the stem is timm's own adaptation of the saved RGB stem; the body is the saved weights (timm swaps the
+    # classifier for a fresh one, as the pretrained config's class count differs)
+    torch.testing.assert_close(model[stem_key], timm.models.adapt_input_conv(4, source.state_dict()[stem_key]))
+    head = source.pretrained_cfg["classifier"]
+    body = {k: v for k, v in source.state_dict().items() if k != stem_key and not k.startswith(head)}
+    assert body and all(torch.equal(model[k], v) for k, v in body.items())
+    fresh = build_model(build_config({"name": "p", "backbone": "test_resnet", "channels": "rgby"}, "t")).state_dict()
+    assert not torch.allclose(fresh[stem_key], model[stem_key])
+
+
+def test_missing_pretrained_file_is_a_clean_error():
+    cfg = build_config({"name": "p", "backbone": "test_resnet", "pretrained_file": "nowhere.pth"}, "test")
+    with pytest.raises(ConfigError, match="pretrained_file: no such file 'nowhere.pth'"):
+        build_model(cfg)
