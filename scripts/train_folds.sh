@@ -1,41 +1,77 @@
 #!/usr/bin/env bash
-# Usage: scripts/train_folds.sh [--data DIR] [CONFIG ...]
+# Usage: scripts/train_folds.sh [--data DIR] [--jobs N] [CONFIG ...]
 #
-# Trains every CONFIG (default: configs/demo/*.yaml) on every fold and assembles
-# oof/<experiment>/{oof,test}.parquet and manifest.json. Without --data it uses
-# the synthetic dataset in data/demo, generating it when absent. Folds are made
-# when there are none; folds made from other data are refused (with the command
-# that remakes them). Finished folds are skipped and a killed fold resumes from
-# its last epoch, so the script can simply be run again. With NPROC_PER_NODE=N
-# (N > 1) each fold trains on N GPUs (or N CPU processes) through torchrun and DDP.
+# Trains every CONFIG (default: the kit's configs/demo/*.yaml) on every fold and assembles
+# oof/<experiment>/{oof,test}.parquet and manifest.json. Outputs (folds/, runs/, oof/, cache/)
+# go to the current directory. Without --data it uses the synthetic dataset in data/demo,
+# generating it when absent. Folds are made when there are none; folds made from other data are
+# refused (with the command that remakes them). Finished folds are skipped and a killed fold resumes
+# from its last epoch, so the script can simply be run again.
+#   --jobs N          train N folds at once, one process each: each gets its own GPU (from
+#                     CUDA_VISIBLE_DEVICES, or all that torch sees) or, without GPUs, its share of the cores
+#   NPROC_PER_NODE=N  (environment) train each fold on N GPUs (or N CPU processes) through torchrun and DDP
 set -euo pipefail
-cd "$(dirname "$0")/.."
-if [[ -z "${VIRTUAL_ENV:-}" && -x .venv/bin/python ]]; then export PATH="$PWD/.venv/bin:$PATH"; fi
+kit="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [[ -z "${VIRTUAL_ENV:-}" && -x "$kit/.venv/bin/python" ]]; then export PATH="$kit/.venv/bin:$PATH"; fi
 
 data=""
+jobs=1
 configs=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --data) data="${2:?--data needs a directory}"; shift 2 ;;
         --data=*) data="${1#--data=}"; shift ;;
-        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --jobs) jobs="${2:?--jobs needs a number}"; shift 2 ;;
+        --jobs=*) jobs="${1#--jobs=}"; shift ;;
+        -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
         *) configs+=("$1"); shift ;;
     esac
 done
+[[ "$jobs" =~ ^[1-9][0-9]*$ ]] || { echo "--jobs must be a positive whole number, got '$jobs'" >&2; exit 2; }
+if [[ "$jobs" -gt 1 && "${NPROC_PER_NODE:-1}" -gt 1 ]]; then
+    echo "--jobs and NPROC_PER_NODE cannot be combined: train folds side by side, or each fold on several GPUs" >&2
+    exit 2
+fi
 if [[ -z "$data" ]]; then
     data=data/demo
     [[ -f "$data/train.csv" ]] || python -m solution.data.synthetic "$data"
 fi
-if [[ ${#configs[@]} -eq 0 ]]; then configs=(configs/demo/*.yaml); fi
+if [[ ${#configs[@]} -eq 0 ]]; then configs=("$kit"/configs/demo/*.yaml); fi
 for c in "${configs[@]}"; do
-    [[ -f "$c" ]] || { echo "config not found: $c" >&2; exit 2; }
+    [[ -f "$c" ]] || { echo "config not found: $c (from $PWD)" >&2; exit 2; }
 done
+
+# Folds in parallel: job j trains folds j, j + N, ...; each job gets one GPU, or its share of the cores.
+train_parallel() {
+    local config=$1 n_folds gpus pids=() j k folds
+    n_folds=$(python -c "import json; print(json.load(open('folds/folds.json'))['n_folds'])")
+    IFS=, read -r -a gpus <<< "${CUDA_VISIBLE_DEVICES-$(python -c \
+        "import torch; print(','.join(map(str, range(torch.cuda.device_count()))))")}"
+    for ((j = 0; j < jobs; j++)); do
+        folds=()
+        for ((k = j; k < n_folds; k += jobs)); do folds+=("$k"); done
+        [[ ${#folds[@]} -gt 0 ]] || continue
+        if [[ ${#gpus[@]} -gt 0 && -n "${gpus[0]}" ]]; then
+            CUDA_VISIBLE_DEVICES="${gpus[j % ${#gpus[@]}]}" TQDM_DISABLE=1 \
+                python -m solution.train --config "$config" --data "$data" --fold "${folds[@]}" &
+        else
+            OMP_NUM_THREADS=$(( $(nproc) / jobs > 0 ? $(nproc) / jobs : 1 )) TQDM_DISABLE=1 \
+                python -m solution.train --config "$config" --data "$data" --fold "${folds[@]}" &
+        fi
+        pids+=($!)
+    done
+    local failed=0
+    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+    return $failed
+}
 
 python -m solution.folds --data "$data"
 for c in "${configs[@]}"; do
     echo "=== $c"
-    if [[ "${NPROC_PER_NODE:-1}" -gt 1 ]]; then
+    if [[ "$jobs" -gt 1 ]]; then
+        train_parallel "$c"
+    elif [[ "${NPROC_PER_NODE:-1}" -gt 1 ]]; then
         torchrun --standalone --nproc_per_node "$NPROC_PER_NODE" -m solution.train --config "$c" --data "$data"
     else
         python -m solution.train --config "$c" --data "$data"

@@ -19,3 +19,7 @@ class DatasetError(KitError):
 
 class ArtifactError(KitError):
     """An artifact that is missing, malformed, or belongs to other folds or data."""
+
+
+class LockedError(KitError):
+    """Another process holds what this one needs (a fold being trained, a cache being built)."""

@@ -7,6 +7,7 @@ one. Nothing here imports another kit module but the error types.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -19,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from solution.errors import ArtifactError
+from solution.errors import ArtifactError, LockedError
 
 PROVENANCE_PACKAGES = (
     "torch",
@@ -65,6 +66,35 @@ def atomic_write_csv(path: Path | str, df: pd.DataFrame) -> None:
 def atomic_write_parquet(path: Path | str, df: pd.DataFrame) -> None:
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
+
+
+@contextmanager
+def exclusive(path: Path | str, what: str, wait: bool = False) -> Iterator[None]:
+    """Hold an advisory lock on ``path`` (created, holding our PID) for the block.
+
+    With ``wait`` a second process waits its turn (e.g. building one cache);
+    without it, it stops at once with an error that names ``what`` and the
+    process that holds it (e.g. two trainings of one fold). The lock goes with
+    the process, so a killed run never leaves a stale one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            raise LockedError(f"{what} is in use by process {holder} (lock {path}); wait for it or stop it") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        try:
+            yield
+        finally:
+            fh.truncate(0)
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def read_json(path: Path | str) -> dict[str, Any]:

@@ -46,7 +46,7 @@ from solution.data.layout import Dataset
 from solution.data.loader import make_loader
 from solution.data.transforms import preset, train_transform
 from solution.distributed import Context, mean_over_ranks
-from solution.fileio import atomic_write_json, atomic_write_text, read_json
+from solution.fileio import atomic_write_json, atomic_write_text, exclusive, read_json
 from solution.inference import predict_fold
 from solution.losses import LossFn, get_loss
 from solution.metrics import macro_f1
@@ -290,6 +290,11 @@ def train_fold(
     and DDP averages the gradients; rank 0 validates, saves and predicts.
     """
     out = fold_dir(runs_dir, cfg, fold)
+    with exclusive(out / f"rank{ctx.rank}.lock", f"fold {fold} of {cfg.name} ({out})"):
+        return _train_fold(cfg, dataset, folds, fold, out, ctx)
+
+
+def _train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, fold: int, out: Path, ctx: Context) -> dict:
     if (out / "metrics.json").is_file():
         done = read_json(out / "metrics.json")
         check_reusable(out / "metrics.json", done, cfg, folds)
@@ -361,6 +366,7 @@ def _finish(
         "fold": fold,
         **run_identity(cfg, folds),
         "world_size": ctx.world_size,
+        "process": {"pid": os.getpid(), "threads": torch.get_num_threads(), "device": str(ctx.device)},
         "steps_per_epoch": steps,
         "best_epoch": progress.best_epoch,
         "epochs_run": len(progress.history),
