@@ -1,6 +1,7 @@
 """The training engine on CPU at a tiny size: resume, best epoch, early stopping, logs, pretrained stems."""
 
 import csv
+import os
 
 import pytest
 import timm
@@ -9,7 +10,7 @@ import torch
 from solution import train, training
 from solution.config import build_config, load_config
 from solution.errors import ConfigError
-from solution.fileio import read_json
+from solution.fileio import exclusive, read_json
 from solution.models import build_model
 from solution.runs import load_state
 from solution.splits import read_folds
@@ -98,3 +99,10 @@ def test_missing_pretrained_file_is_a_clean_error():
     cfg = build_config({"name": "p", "backbone": "test_resnet", "pretrained_file": "nowhere.pth"}, "test")
     with pytest.raises(ConfigError, match="pretrained_file: no such file 'nowhere.pth'"):
         build_model(cfg)
+
+
+def test_a_fold_in_training_is_locked(trained, engine_cfg):
+    run = trained / "locked" / "engine" / "fold0"
+    with exclusive(run / "rank0.lock", "held by the test"):
+        with pytest.raises(SystemExit, match=f"fold 0 of engine .* is in use by process {os.getpid()}"):
+            train.main([*engine_cfg, "--runs-dir", "locked"])

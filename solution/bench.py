@@ -1,0 +1,33 @@
+"""Benchmarks of the kit's stages against their baselines: ``python -m solution.bench STAGE``.
+
+Each prints a table and then every figure as one ``name=value`` line; the
+figures and the commands that produced them are in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from solution.benchmarks import data_hash, train
+from solution.cli import user_errors
+
+BENCHES: dict[str, Callable[[], dict[str, float]]] = {
+    "train": train.run,
+    "data": data_hash.run,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Benchmark a stage of the kit; prints name=value figures.")
+    parser.add_argument("stage", choices=list(BENCHES), help="what to measure")
+    args = parser.parse_args(argv)
+    with user_errors():
+        figures = BENCHES[args.stage]()
+        print()
+        for name, value in figures.items():
+            print(f"{name}={value:.4g}")
+
+
+if __name__ == "__main__":
+    main()
