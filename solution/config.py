@@ -23,7 +23,7 @@ from solution.data.transforms import AUGMENTATIONS
 from solution.distributed import DEVICES
 from solution.errors import ConfigError
 from solution.fileio import atomic_write_text
-from solution.losses import LOSSES
+from solution.losses import LOSSES, build_loss
 from solution.optim import OPTIMIZERS
 from solution.tta import TTA_MODES
 
@@ -56,7 +56,7 @@ class ExperimentConfig:
     weight_decay: float = 1e-4
     optimizer: str = "adamw"
     clip_grad: float = 0.0  # max gradient norm; 0: off
-    loss: str = "bce"
+    loss: str | dict[str, float] = "bce"  # a registered name, or a weighted mix {name: weight, ...}
     focal_gamma: float = 2.0
     oversample: float = 0.0  # 0: off; see solution.data.sampler
     augment: str = "light"
@@ -95,7 +95,23 @@ RANGES: dict[str, tuple[float, float, bool]] = {
 FIELD_TYPES: dict[str, type] = {f.name: get_type_hints(ExperimentConfig)[f.name] for f in fields(ExperimentConfig)}
 
 
+def _coerce_loss(value: Any, where: str) -> str | dict[str, float]:
+    """A loss name, or a mix given as a mapping (YAML) or as YAML text (the command line: '{focal: 1, lovasz: 0.5}')."""
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{where}: key 'loss' is not a valid YAML mapping: {exc}") from exc
+    if isinstance(value, dict):
+        return {str(k): v for k, v in value.items()}
+    if isinstance(value, str):
+        return value
+    raise ConfigError(f"{where}: key 'loss' expects a loss name or a mapping name -> weight, got {value!r}")
+
+
 def _coerce(key: str, value: Any, where: str) -> Any:
+    if key == "loss":
+        return _coerce_loss(value, where)
     expected = FIELD_TYPES[key]
     if expected is bool:
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
@@ -120,8 +136,12 @@ def _coerce(key: str, value: Any, where: str) -> Any:
 def _validate(cfg: ExperimentConfig, where: str) -> None:
     for key, registry in REGISTRIES.items():
         value = getattr(cfg, key)
-        if value not in registry:
+        if isinstance(value, str) and value not in registry:
             raise ConfigError(f"{where}: '{key}: {value}' is not registered; registered values: {', '.join(registry)}")
+    try:
+        build_loss(cfg.loss, cfg.focal_gamma)  # a mix: its names, weights and gamma
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     for key, (low, high, low_open) in RANGES.items():
         value = getattr(cfg, key)
         below = value <= low if low_open else value < low
@@ -172,8 +192,8 @@ def add_override_args(parser: argparse.ArgumentParser) -> None:
     """One ``--field`` option per config field; unset options keep the YAML value."""
     group = parser.add_argument_group("config overrides (default: the value in the YAML file)")
     for key in FIELD_TYPES:
-        choices = list(REGISTRIES[key]) if key in REGISTRIES else None
-        metavar = None if choices else FIELD_TYPES[key].__name__.upper()
+        choices = list(REGISTRIES[key]) if key in REGISTRIES and key != "loss" else None  # loss: also a mix
+        metavar = None if choices else getattr(FIELD_TYPES[key], "__name__", key).upper()
         flag = f"--{key.replace('_', '-')}"
         group.add_argument(flag, dest=f"override_{key}", default=None, choices=choices, metavar=metavar)
 

@@ -33,7 +33,7 @@ from timm.scheduler import CosineLRScheduler
 from timm.utils import ModelEmaV3
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
@@ -44,11 +44,12 @@ from solution.data.cache import load_images
 from solution.data.channels import channel_matrix
 from solution.data.layout import Dataset
 from solution.data.loader import make_loader
+from solution.data.sampler import oversampling_sampler
 from solution.data.transforms import preset, train_transform
 from solution.distributed import Context, mean_over_ranks
 from solution.fileio import atomic_write_json, atomic_write_text, exclusive, read_json
 from solution.inference import predict_fold
-from solution.losses import LossFn, get_loss
+from solution.losses import LossFn, build_loss
 from solution.metrics import macro_f1
 from solution.models import build_model
 from solution.optim import make_optimizer
@@ -196,11 +197,17 @@ def _loaders(
     train_pos, val_pos = folds.split(dataset.train_ids, fold)
     images = load_images(dataset, "train", dataset.train_ids, cfg.image_size)
     common = dict(batch_size=cfg.batch_size, num_workers=cfg.num_workers, labels=dataset.train_labels)
+    sampler = None
+    if cfg.oversample:  # each rank draws its own share, from its own generator
+        labels = dataset.train_labels[train_pos]
+        draws = len(train_pos) // ctx.world_size
+        sampler = oversampling_sampler(labels, cfg.oversample, cfg.seed + ctx.rank, draws)
     train_loader = make_loader(
         images,
         train_pos,
         transform=train_transform(cfg.augment),
         shuffle=True,
+        sampler=sampler,
         seed=cfg.seed,
         rank=ctx.rank,
         world_size=ctx.world_size,
@@ -225,7 +232,7 @@ def _engine(cfg: ExperimentConfig, stats: StainStats, updates_per_epoch: int, ct
     if ctx.distributed:
         step_model = DistributedDataParallel(step_model, device_ids=[ctx.device.index] if cuda else None)
     transform = BatchTransform(channel_matrix(cfg.channels), stats, channels_last=cuda)
-    return Engine(model, step_model, optimizer, scheduler, ema, stats, transform, get_loss(cfg.loss))
+    return Engine(model, step_model, optimizer, scheduler, ema, stats, transform, build_loss(cfg.loss, cfg.focal_gamma))
 
 
 def _save_last(path: Path, cfg: ExperimentConfig, folds: Folds, engine: Engine, progress: Progress) -> None:
@@ -320,6 +327,8 @@ def _train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, fold: int
         train_loader.dataset.reseed(int(torch.randint(2**31 - 1, ())))
         if isinstance(train_loader.sampler, DistributedSampler):
             train_loader.sampler.set_epoch(epoch)
+        elif isinstance(train_loader.sampler, WeightedRandomSampler):  # the epoch's draws, the same after a resume
+            train_loader.sampler.generator.manual_seed(cfg.seed * 1000 + ctx.rank * 100_000 + epoch)
         desc = f"{cfg.name} f{fold} e{epoch + 1}/{cfg.epochs}"
         train_loss = train_one_epoch(cfg, engine, train_loader, ctx, epoch, desc)
         if ctx.is_main:

@@ -66,3 +66,13 @@ def test_demo_and_hpa_configs_load():
     assert len(list((configs / "demo").glob("*.yaml"))) >= 2
     for path in sorted(configs.glob("*/*.yaml")):
         load_config(path)
+
+
+def test_loss_mix_from_yaml_and_command_line(tmp_path):
+    path = write(tmp_path, "loss: {focal: 1.0, lovasz: 0.5}\nfocal_gamma: 1.5\n")
+    assert load_config(path).loss == {"focal": 1.0, "lovasz": 0.5}
+    assert load_config(path, {"loss": "{bce: 1, soft_f1: 2}"}).loss == {"bce": 1, "soft_f1": 2}
+    with pytest.raises(ConfigError, match="unknown loss 'lovas'; registered: bce, focal, lovasz, soft_f1"):
+        load_config(write(tmp_path, "loss: {focal: 1.0, lovas: 0.5}\n"))
+    with pytest.raises(ConfigError, match="loss"):
+        load_config(write(tmp_path, "loss: {focal: -1}\n"))

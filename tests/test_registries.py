@@ -63,7 +63,7 @@ def test_unknown_value_lists_the_registered_ones(key):
         build_config({**TINY, key: "nope"}, "test")
 
 
-@pytest.mark.parametrize("key", list(REGISTRIES))
+@pytest.mark.parametrize("key", [key for key in REGISTRIES if key != "loss"])  # --loss also takes a mix
 def test_command_line_choices_come_from_the_registry(key, capsys):
     parser = argparse.ArgumentParser()
     add_override_args(parser)

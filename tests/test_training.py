@@ -82,7 +82,9 @@ def test_pretrained_file_adapts_the_stem_instead_of_a_random_one(tmp_path):
     torch.save(source.state_dict(), tmp_path / "weights.pth")
     stem_key = source.pretrained_cfg["first_conv"] + ".weight"
     weights_file = str(tmp_path / "weights.pth")
-    cfg = build_config({"name": "p", "backbone": "test_resnet", "channels": "rgby", "pretrained_file": weights_file}, "t")
+    cfg = build_config(
+        {"name": "p", "backbone": "test_resnet", "channels": "rgby", "pretrained_file": weights_file}, "t"
+    )
     model = build_model(cfg).state_dict()
     assert model[stem_key].shape[1] == 4
     # the stem is timm's own adaptation of the saved RGB stem; the body is the saved weights (timm swaps the
@@ -106,3 +108,14 @@ def test_a_fold_in_training_is_locked(trained, engine_cfg):
     with exclusive(run / "rank0.lock", "held by the test"):
         with pytest.raises(SystemExit, match=f"fold 0 of engine .* is in use by process {os.getpid()}"):
             train.main([*engine_cfg, "--runs-dir", "locked"])
+
+
+def test_oversampling_draws_the_fold_training_images_by_their_weights(trained, engine_cfg, monkeypatch):
+    calls = []
+    original = training.oversampling_sampler
+    monkeypatch.setattr(training, "oversampling_sampler", lambda *a: calls.append(a) or original(*a))
+    train.main([*engine_cfg, "--epochs", "1", "--oversample", "1", "--runs-dir", "over"])
+    labels, factor, _, draws = calls[0]
+    n_train = int((read_folds("folds").fold != 0).sum())
+    assert len(labels) == draws == n_train and factor == 1.0
+    assert read_json(trained / "over" / "engine" / "fold0" / "metrics.json")["epochs_run"] == 1
