@@ -40,12 +40,15 @@ def setup_logging() -> None:
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn a ``KitError`` into ``error: <message>`` on stderr and exit status 1."""
+    """Turn a ``KitError`` (or an ``OSError`` of the machine: disk full, no permission) into
+    ``error: <message>`` on stderr and exit status 1."""
     setup_logging()
     try:
         yield
     except KitError as exc:
         sys.exit(f"error: {exc}")
+    except OSError as exc:  # disk full, a read-only or missing folder: the message names the file
+        sys.exit(f"error: {exc.strerror or exc} ({exc.filename or 'no file named'}); nothing was half-written")
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -25,6 +26,7 @@ from solution.errors import ConfigError
 from solution.fileio import atomic_write_text
 from solution.losses import LOSSES, build_loss
 from solution.optim import OPTIMIZERS
+from solution.predictions import STACK_NAME
 from solution.tta import TTA_MODES
 
 # The config keys whose values name an entry of a registry: validation and the CLI's choices read them.
@@ -152,6 +154,19 @@ def _validate(cfg: ExperimentConfig, where: str) -> None:
             raise ConfigError(f"{where}: '{key}' must be a number {bound}, got {value}")
 
 
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+RESERVED_NAMES = (STACK_NAME,)
+
+
+def check_name(name: str, where: str) -> None:
+    """An experiment name is a plain folder name under runs/ and oof/, never a path, never the stacker's."""
+    if not NAME_PATTERN.fullmatch(name) or name in RESERVED_NAMES:
+        raise ConfigError(
+            f"{where}: experiment name {name!r} must be letters, digits, '_', '-' or '.' (starting with a letter "
+            f"or digit), and not {', '.join(RESERVED_NAMES)}: rename the config file or pass --name"
+        )
+
+
 def build_config(values: dict[str, Any], where: str) -> ExperimentConfig:
     """A validated config from a mapping; ``where`` names its origin in error messages."""
     unknown = sorted(set(values) - set(FIELD_TYPES))
@@ -162,6 +177,7 @@ def build_config(values: dict[str, Any], where: str) -> ExperimentConfig:
     if "name" not in values:
         raise ConfigError(f"{where}: missing key 'name'")
     cfg = ExperimentConfig(**{k: _coerce(k, v, where) for k, v in values.items()})
+    check_name(cfg.name, where)
     _validate(cfg, where)
     return cfg
 

@@ -20,8 +20,8 @@ def main(argv: list[str] | None = None) -> None:
         "--data", type=Path, required=True, help="dataset directory (train.csv, train/, test/, sample_submission.csv)"
     )
     parser.add_argument("--out", type=Path, default=Path("folds"), help="folder for folds.csv and folds.json")
-    parser.add_argument("--n-folds", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--n-folds", type=int, default=None, help="default: the existing folds' or 5")
+    parser.add_argument("--seed", type=int, default=None, help="default: the existing folds' or 42")
     parser.add_argument("--force", action="store_true", help="replace existing folds")
     args = parser.parse_args(argv)
     with user_errors():

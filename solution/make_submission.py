@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from solution.cli import add_data_args, add_oof_arg, user_errors
-from solution.submission import default_source, upload, write_submission
+from solution.submission import check_pair, default_source, upload, write_submission
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"frequent class for every image: {summary['test_macro_f1_most_frequent_class']:.4f})"
             )
         if args.submit:
+            check_pair(out)
             log.info(upload(out, args.message or f"{source}: OOF macro-F1 {summary['oof_macro_f1']:.4f}"))
 
 

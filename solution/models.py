@@ -66,7 +66,8 @@ def _timm_model(cfg: ExperimentConfig, in_chans: int) -> nn.Module:
     )
 
 
-def _check_name(backbone: str) -> None:
+def check_backbone(backbone: str) -> None:
+    """Refuse a backbone that neither timm nor smp registers, listing close matches."""
     if backbone.startswith(SMP_PREFIX):
         library, name, known = "smp encoder", backbone[len(SMP_PREFIX) :], list(smp.encoders.encoders)
     else:
@@ -80,7 +81,7 @@ def _check_name(backbone: str) -> None:
 
 def build_model(cfg: ExperimentConfig) -> nn.Module:
     """The classifier of an experiment, with ``in_channels(cfg.channels)`` inputs and 28 logits."""
-    _check_name(cfg.backbone)
+    check_backbone(cfg.backbone)
     in_chans = in_channels(cfg.channels)
     if cfg.pretrained_file and not Path(cfg.pretrained_file).is_file():
         raise ConfigError(f"pretrained_file: no such file {cfg.pretrained_file!r}")

@@ -18,7 +18,7 @@ import pandas as pd
 from solution.classes import NUM_CLASSES, PROB_COLUMNS
 from solution.data.layout import Dataset
 from solution.errors import ArtifactError
-from solution.fileio import atomic_write_json, atomic_write_parquet, read_json
+from solution.fileio import atomic_write_json, atomic_write_parquet, file_hash, read_json
 from solution.ids import align, check_same_ids, positions
 from solution.splits import Folds, open_matching_dataset, read_folds
 
@@ -52,18 +52,39 @@ def probs_frame(ids: list[str], probs: np.ndarray) -> pd.DataFrame:
     return df
 
 
+SET_FILES = ("oof.parquet", "test.parquet")
+
+
 def write_predictions(out_dir: Path | str, oof: pd.DataFrame, test: pd.DataFrame, manifest: dict[str, Any]) -> None:
-    """Write oof.parquet, test.parquet and, last, manifest.json (its presence marks a complete set)."""
+    """Write oof.parquet, test.parquet and, last, manifest.json with the hash of each.
+
+    A kill between the renames leaves files that disagree with the manifest, and
+    every reader refuses such a mixed set: a set is all old or all new.
+    """
     out_dir = Path(out_dir)
-    atomic_write_parquet(out_dir / "oof.parquet", oof)
-    atomic_write_parquet(out_dir / "test.parquet", test)
-    atomic_write_json(out_dir / "manifest.json", manifest)
+    for name, frame in zip(SET_FILES, (oof, test)):
+        atomic_write_parquet(out_dir / name, frame)
+    hashes = {name: file_hash(out_dir / name) for name in SET_FILES}
+    atomic_write_json(out_dir / "manifest.json", {**manifest, "files": hashes})
+
+
+def check_set(pred_dir: Path, manifest: dict[str, Any]) -> None:
+    """Refuse a prediction set whose files are not the ones its manifest was written with."""
+    for name, expected in manifest.get("files", {}).items():
+        if not (pred_dir / name).is_file() or file_hash(pred_dir / name) != expected:
+            raise ArtifactError(
+                f"{pred_dir}/{name} is not the file {pred_dir}/manifest.json was written with (a run killed while "
+                f"writing the set, or a file replaced by hand): rerun the stage that writes {pred_dir}/"
+            )
 
 
 def read_probs_file(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise ArtifactError(f"missing file: {path}")
-    df = pd.read_parquet(path)
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises many types for a truncated or foreign file
+        raise ArtifactError(f"{path}: not a readable parquet file ({exc}); rerun the stage that writes it") from exc
     expected = ["Id", *PROB_COLUMNS]
     if list(df.columns) != expected:
         raise ArtifactError(f"{path}: expected columns Id,p0..p27, got {','.join(map(str, df.columns))}")
@@ -85,6 +106,7 @@ def read_predictions(pred_dir: Path | str, folds: Folds, test_ids: list[str] | N
             f"{pred_dir}/manifest.json was made with folds {got_hash}, but folds/folds.json is {folds.hash}: "
             f"retrain {pred_dir.name} on the current folds (scripts/train_folds.sh)"
         )
+    check_set(pred_dir, manifest)
     oof = read_probs_file(pred_dir / "oof.parquet")
     test = read_probs_file(pred_dir / "test.parquet")
     check_same_ids(folds.ids, oof["Id"].tolist(), "folds/folds.csv", f"{pred_dir}/oof.parquet")

@@ -27,7 +27,7 @@ from solution.data.layout import Dataset
 from solution.errors import ArtifactError
 from solution.fileio import atomic_path, atomic_write_json, atomic_write_parquet, read_json, run_info
 from solution.ids import align, check_same_ids
-from solution.models import build_model
+from solution.models import build_model, check_backbone
 from solution.predictions import probs_frame, read_probs_file, write_predictions
 from solution.splits import Folds, open_matching_dataset, read_folds
 
@@ -164,5 +164,6 @@ def add_experiment_args(parser: argparse.ArgumentParser) -> None:
 def load_experiment(args: argparse.Namespace) -> tuple[ExperimentConfig, Folds, Dataset]:
     """The resolved config, the folds and the dataset they were made from, checked against each other."""
     cfg = load_config(args.config, overrides_from_args(args))
+    check_backbone(cfg.backbone)  # before any folds, data or cache work
     folds = read_folds(args.folds_dir)
     return cfg, folds, open_matching_dataset(folds, args.data)

@@ -117,7 +117,10 @@ def read_folds(folds_dir: Path | str) -> Folds:
             f"no folds in {folds_dir}/ (need folds.csv and folds.json): run `python -m solution.folds --data DIR` first"
         )
     meta = read_json(json_path)
-    df = pd.read_csv(csv_path, dtype={"Id": str})
+    try:  # Ids such as NA, None or null are Ids, not missing values
+        df = pd.read_csv(csv_path, dtype={"Id": str}, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise ArtifactError(f"{csv_path}: not a readable Id,fold CSV ({exc}); remake it with --force") from exc
     if list(df.columns[:2]) != ["Id", "fold"]:
         raise ArtifactError(f"{csv_path}: expected columns Id,fold, got {','.join(df.columns)}")
     for key in ("n_folds", "labels_hash", "folds_hash", "data_dir", "seed"):
@@ -152,14 +155,31 @@ def open_matching_dataset(folds: Folds, data_dir: Path | str | None = None) -> D
     return dataset
 
 
-def ensure_folds(data_dir: Path, folds_dir: Path, n_folds: int, seed: int, force: bool) -> Folds:
-    """Make folds, or keep existing ones made from the same data; refuse ones made from other data."""
+DEFAULT_N_FOLDS, DEFAULT_SEED = 5, 42
+
+
+def ensure_folds(data_dir: Path, folds_dir: Path, n_folds: int | None, seed: int | None, force: bool) -> Folds:
+    """Make folds, or keep existing ones made from the same data; refuse ones made from other data.
+
+    ``n_folds`` and ``seed`` left as None keep what exists (or take the defaults);
+    given, they must match the existing folds unless ``force`` remakes them.
+    """
     dataset = open_dataset(data_dir)
     if (folds_dir / "folds.json").is_file() and not force:
         existing = read_folds(folds_dir)
         check_folds_match(existing, dataset.train_ids, dataset.train_labels, data_dir)
+        asked = {"n_folds": n_folds, "seed": seed}
+        other = {k: v for k, v in asked.items() if v is not None and existing.meta[k] != v}
+        if other:
+            settings = ", ".join(f"{k} {existing.meta[k]} (asked: {v})" for k, v in other.items())
+            raise ConfigError(
+                f"{folds_dir}/ holds folds with {settings}: pass --force to remake them "
+                f"(predictions made with the old folds are then refused and must be retrained)"
+            )
         log.info(f"{folds_dir}/ already holds folds for {data_dir} (folds hash {existing.hash}); keeping them")
         return existing
+    n_folds = DEFAULT_N_FOLDS if n_folds is None else n_folds
+    seed = DEFAULT_SEED if seed is None else seed
     fold = make_folds(dataset.train_labels, n_folds, seed)
     data_hash = labels_hash(dataset.train_ids, dataset.train_labels)
     meta = {

@@ -9,6 +9,7 @@ test macro-F1 too.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -20,8 +21,8 @@ import pandas as pd
 from solution import thresholds
 from solution.classes import NUM_CLASSES
 from solution.data.layout import parse_target, read_rows, read_sample_submission
-from solution.errors import ArtifactError
-from solution.fileio import atomic_path, atomic_write_json
+from solution.errors import ArtifactError, ConfigError
+from solution.fileio import atomic_path, file_hash, read_json
 from solution.metrics import macro_f1
 from solution.predictions import STACK_NAME, list_experiments, load_aligned
 
@@ -75,16 +76,41 @@ def _most_frequent_class_f1(hidden: np.ndarray, train_labels: np.ndarray) -> flo
     return macro_f1(hidden, np.tile(top, (len(hidden), 1)))
 
 
+def check_out(out: Path) -> None:
+    """The submission path: a ``.csv`` file (its sidecar is the same name with ``.json``), not a folder."""
+    if out.suffix.lower() != ".csv":
+        raise ConfigError(f"--out {out}: a submission is a .csv file (its sidecar goes beside it as .json)")
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: is a folder; name the .csv file to write")
+
+
+def write_pair(out: Path, submission: pd.DataFrame, summary: dict[str, Any], sample_path: Path) -> None:
+    """The CSV (validated first) and its sidecar, renamed into place together; the sidecar records the CSV's hash."""
+    with atomic_path(out) as csv_tmp, atomic_path(out.with_suffix(".json")) as json_tmp:
+        submission.to_csv(csv_tmp, index=False)
+        validate_submission(csv_tmp, sample_path)
+        json_tmp.write_text(json.dumps({**summary, "csv_sha256": file_hash(csv_tmp)}, indent=2) + "\n")
+
+
+def check_pair(out: Path) -> dict[str, Any]:
+    """The sidecar of a written submission, refused when it does not describe the CSV beside it."""
+    summary = read_json(out.with_suffix(".json"))
+    if not out.is_file() or file_hash(out) != summary.get("csv_sha256"):
+        raise ArtifactError(f"{out} is not the file {out.with_suffix('.json')} describes: write it again")
+    return summary
+
+
 def write_submission(source: str, out: Path, oof_dir: Path, folds_dir: Path, data_dir: Path | None) -> dict[str, Any]:
-    """Write the submission and its sidecar; returns the sidecar's content."""
+    """Write the submission and its sidecar; returns the sidecar's content.
+
+    Everything, the hidden-label score included, is computed before either file is replaced.
+    """
+    check_out(out)
     loaded = load_aligned([source], oof_dir, folds_dir, data_dir)
     preds, dataset = loaded.preds[0], loaded.dataset
     cutoffs, scores = thresholds.fit_with_scores(preds.oof_probs, loaded.labels)
     test_pred = thresholds.apply(preds.test_probs, cutoffs)
     submission = pd.DataFrame({"Id": dataset.test_ids, "Predicted": format_labels(test_pred)})
-    with atomic_path(out) as tmp:  # validated before it replaces anything
-        submission.to_csv(tmp, index=False)
-        validate_submission(tmp, dataset.root / "sample_submission.csv")
     summary = {
         "source": source,
         "source_dir": str((oof_dir / source).resolve()),
@@ -100,5 +126,5 @@ def write_submission(source: str, out: Path, oof_dir: Path, folds_dir: Path, dat
     if hidden is not None:
         summary["test_macro_f1"] = macro_f1(hidden, test_pred)
         summary["test_macro_f1_most_frequent_class"] = _most_frequent_class_f1(hidden, loaded.labels)
-    atomic_write_json(out.with_suffix(".json"), summary)
+    write_pair(out, submission, summary, dataset.root / "sample_submission.csv")
     return summary

@@ -34,7 +34,11 @@ def write_set(path, oof_ids, test_ids, folds_hash="abc"):
 def test_read_predictions_round_trip(tmp_path):
     oof, test = write_set(tmp_path / "exp", ["a", "b", "c"], ["t1", "t2"])
     preds = read_predictions(tmp_path / "exp", make_folds(["c", "b", "a"]), ["t2", "t1"])
-    assert preds.name == "exp" and preds.manifest == {"folds_hash": "abc"}
+    assert (
+        preds.name == "exp"
+        and preds.manifest["folds_hash"] == "abc"
+        and set(preds.manifest["files"]) == {"oof.parquet", "test.parquet"}
+    )
     assert preds.oof_probs.dtype == np.float32 and preds.oof["Id"].tolist() == ["a", "b", "c"]
     np.testing.assert_array_equal(preds.oof_probs, oof)
     np.testing.assert_array_equal(preds.test_probs, test)

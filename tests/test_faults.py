@@ -1,0 +1,150 @@
+"""Bad inputs and faults: each is a clear error or correct behaviour, and nothing written is lost or mixed."""
+
+import errno
+import json
+import os
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from solution import folds, make_submission, stack, train
+from solution.config import build_config
+from solution.errors import ArtifactError, ConfigError
+from solution.fileio import atomic_write_text
+from solution.predictions import probs_frame, read_predictions, write_predictions
+from solution.splits import Folds, ensure_folds, read_folds
+
+
+def test_artifacts_get_the_users_umask_not_0600(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_other_fold_settings_than_the_existing_ones_name_force(tiny_dataset, tmp_path):
+    ensure_folds(tiny_dataset, tmp_path, None, None, force=False)
+    ensure_folds(tiny_dataset, tmp_path, None, None, force=False)  # unspecified: keep what exists
+    ensure_folds(tiny_dataset, tmp_path, 5, 42, force=False)  # the same settings: keep
+    with pytest.raises(ConfigError, match=r"n_folds 5 \(asked: 3\), seed 42 \(asked: 7\): pass --force"):
+        ensure_folds(tiny_dataset, tmp_path, 3, 7, force=False)
+    assert ensure_folds(tiny_dataset, tmp_path, 3, 7, force=True).n_folds == 3
+
+
+def test_ids_that_look_like_missing_values_stay_ids(tiny_dataset, tmp_path):
+    text = (tiny_dataset / "train.csv").read_text().splitlines()
+    old = [line.split(",")[0] for line in text[1:4]]
+    new = ["NA", "None", "null"]
+    for o, n in zip(old, new):
+        for stain in ("red", "green", "blue", "yellow"):
+            (tiny_dataset / "train" / f"{o}_{stain}.png").rename(tiny_dataset / "train" / f"{n}_{stain}.png")
+    body = "\n".join(text).replace(old[0], new[0]).replace(old[1], new[1]).replace(old[2], new[2])
+    (tiny_dataset / "train.csv").write_text(body + "\n")
+    ensure_folds(tiny_dataset, tmp_path, None, None, force=False)
+    assert set(new) <= set(read_folds(tmp_path).ids)
+
+
+@pytest.mark.parametrize("name", ["stack", "../../x", "a/b", ".hidden", ""])
+def test_experiment_names_are_plain_and_stack_is_reserved(name):
+    with pytest.raises(ConfigError, match="must be letters, digits"):
+        build_config({"name": name}, "test")
+
+
+def test_name_that_escapes_runs_is_refused_before_anything_is_written(trained):
+    with pytest.raises(SystemExit, match="experiment name '../../x'"):
+        train.main(["--config", "configs/tiny_effnet.yaml", "--name", "../../x"])
+    assert not (trained.parent / "x").exists()
+
+
+@pytest.mark.parametrize("out", ["sub.json", "submissions"])
+def test_submission_out_must_be_a_csv_file(trained, out):
+    (trained / "submissions").mkdir(exist_ok=True)
+    with pytest.raises(SystemExit, match="a submission is a .csv file|is a folder"):
+        make_submission.main(["--source", "tiny_effnet", "--out", out])
+
+
+def test_bad_test_labels_leave_the_old_submission_and_sidecar(trained, tiny_dataset_master):
+    make_submission.main(["--source", "tiny_effnet"])
+    csv, sidecar = (trained / "submissions" / "tiny_effnet.csv"), (trained / "submissions" / "tiny_effnet.json")
+    before = csv.read_bytes(), sidecar.read_bytes()
+    data = trained / "data_copy"
+    shutil.copytree(tiny_dataset_master, data)
+    (data / "test_labels.csv").write_text("Id,Target\nnope,99\n")
+    with pytest.raises(SystemExit, match="test_labels.csv"):
+        make_submission.main(["--source", "tiny_convnext", "--data", str(data), "--out", str(csv)])
+    assert (csv.read_bytes(), sidecar.read_bytes()) == before
+
+
+def test_a_submission_and_a_sidecar_that_disagree_are_not_uploaded(trained, monkeypatch):
+    make_submission.main(["--source", "tiny_effnet"])
+    csv = trained / "submissions" / "tiny_effnet.csv"
+    csv.write_text(csv.read_text().replace("\n", "\r\n"))  # e.g. killed between the two renames
+    monkeypatch.setattr(
+        make_submission, "write_submission", lambda *a: json.loads(csv.with_suffix(".json").read_text())
+    )
+    with pytest.raises(SystemExit, match="is not the file .*tiny_effnet.json describes"):
+        make_submission.main(["--source", "tiny_effnet", "--submit"])
+
+
+def _set(tmp_path, seed):
+    rng = np.random.default_rng(seed)
+    oof, test = probs_frame(["a", "b"], rng.random((2, 28))), probs_frame(["t"], rng.random((1, 28)))
+    write_predictions(tmp_path / f"set{seed}", oof, test, {"folds_hash": "h"})
+    return tmp_path / f"set{seed}"
+
+
+def test_a_set_mixed_by_a_kill_between_renames_is_refused(tmp_path):
+    folds_ = Folds(["a", "b"], np.array([0, 1]), {"n_folds": 2, "labels_hash": "x", "folds_hash": "h"})
+    old, new = _set(tmp_path, 0), _set(tmp_path, 1)
+    shutil.copy(new / "oof.parquet", old / "oof.parquet")  # the new oof renamed, the rest still old
+    with pytest.raises(ArtifactError, match="oof.parquet is not the file .*manifest.json was written with"):
+        read_predictions(old, folds_)
+
+
+def test_a_corrupt_parquet_is_named(tmp_path):
+    folds_ = Folds(["a", "b"], np.array([0, 1]), {"n_folds": 2, "labels_hash": "x", "folds_hash": "h"})
+    path = _set(tmp_path, 0)
+    manifest = json.loads((path / "manifest.json").read_text())
+    (path / "test.parquet").write_bytes(b"PAR1 truncated")
+    manifest["files"].pop("test.parquet")
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="test.parquet: not a readable parquet file"):
+        read_predictions(path, folds_)
+
+
+def test_a_corrupt_checkpoint_is_named(trained):
+    run = trained / "runs" / "tiny_effnet" / "fold0"
+    (run / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    (run / "predictions.json").unlink()
+    from solution import predict
+
+    with pytest.raises(SystemExit, match="checkpoint.pt is unreadable or not a state saved by the kit"):
+        predict.main(["--config", "configs/tiny_effnet.yaml"])
+
+
+def test_unknown_backbone_is_caught_before_any_cache_is_built(trained):
+    shutil.rmtree(trained / "cache", ignore_errors=True)
+    (trained / "configs" / "typo.yaml").write_text("backbone: resnet34x\n")
+    with pytest.raises(SystemExit, match="unknown timm model 'resnet34x'"):
+        train.main(["--config", "configs/typo.yaml"])
+    assert not (trained / "cache").exists()
+
+
+def test_disk_full_is_a_clean_error(trained, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "oof/stack/oof.parquet")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", full)
+    with pytest.raises(SystemExit, match=r"No space left on device \(oof/stack/oof.parquet\)"):
+        stack.main([])
+    assert not (trained / "oof" / "stack").exists() or not list((trained / "oof" / "stack").glob(".*.tmp"))
+
+
+def test_folds_cli_keeps_existing_folds_when_no_setting_is_given(trained, tiny_dataset_master):
+    before = read_folds("folds").hash
+    folds.main(["--data", str(tiny_dataset_master)])
+    assert read_folds("folds").hash == before
