@@ -63,9 +63,8 @@ def test_mismatched_ids_name_both_sides(tmp_path):
 
 
 def test_bad_probabilities_refused(tmp_path):
-    write_set(tmp_path / "exp", ["a", "b"], ["t"])
-    df = probs_frame(["a", "b"], np.full((2, 28), 1.5))
-    df.to_parquet(tmp_path / "exp" / "oof.parquet", index=False)
+    bad = probs_frame(["a", "b"], np.full((2, 28), 1.5))
+    write_predictions(tmp_path / "exp", bad, probs_frame(["t"], np.zeros((1, 28))), {"folds_hash": "abc"})
     with pytest.raises(ArtifactError, match="within \\[0, 1\\]"):
         read_predictions(tmp_path / "exp", make_folds(["a", "b"]))
 
