@@ -7,14 +7,18 @@ F1 = 2 * TP_k / (k + P), and every k that does not split a tie is a candidate.
 A label is predicted when prob > cut-off; a cut-off lies midway between the
 lowest predicted value and the next lower distinct value.
 
-Speed: the sort dominates, so there is exactly one numpy sort per fit and no
-argsort. A float64 in [0, 1] has bits 62 and 63 clear and its bit pattern
-orders like its value, so each (probability, label) pair packs losslessly into
-one int64 key, ``bits | label << 62``. Sorting a class's keys yields its
-negatives ascending, then its positives ascending; a numba sweep merges both
-runs from the top in O(N). Probabilities must therefore lie in [0, 1]. The
-sorted keys (``SortedColumns``) also feed the global search, so the rules
-below share one sort per set of OOF rows.
+Speed: sorting is the costly step, so a fit sorts only the rows that can
+matter, and never argsorts. One pass counts each class's rows per label and
+equal-width bin (``Binned``). The best set made of whole bins bounds the
+class's best F1 from below, which caps the size of the best set (k rows score
+at most 2P / (k + P)), so only the bins such a set can reach are sorted. A
+float64 in [0, 1] has bits 62 and 63 clear and its bit pattern orders like its
+value, so each (probability, label) pair packs losslessly into one int64 key,
+``bits | label << 62``: one numpy sort of a class's keys yields its negatives
+ascending, then its positives ascending, and a numba sweep walks both runs from
+the top. The global search reuses the counts: whole-bin sets are scored from
+them, and only the bins whose upper bound reaches the best are opened. Results
+are those of a full sort and sweep. Probabilities must lie in [0, 1].
 
 Threshold rules (``RULES``) turn OOF probabilities, OOF labels and the test
 probabilities into per-class cut-offs:
@@ -53,58 +57,76 @@ LABEL_BIT = 1 << 62
 VALUE_MASK = LABEL_BIT - 1
 NONE = -1  # "no value": below the bit pattern of every probability
 BELOW_ALL = 1e-6  # how far under the lowest value the cut-off goes when every image is predicted
+BINS = 1024  # equal-width bins over [0, 1]; a power of two, so prob * BINS is exact and bins never split a tie
 
 
 @dataclass(frozen=True)
-class SortedColumns:
-    """Each class's packed keys sorted: row c holds its negatives ascending, then its n_pos[c] positives ascending."""
+class Binned:
+    """Validated probabilities and 0/1 labels as (C, N) class rows, with each class's counts over ``BINS`` bins.
 
-    keys: np.ndarray  # (C, N) int64
-    n_pos: np.ndarray  # (C,) int64
+    ``above[c, b, y]`` counts the rows of class c with label y in bins >= b
+    (``above[:, BINS]`` is zero). "Every row in bins >= b" is a top set that a
+    cut-off can select, so its F1 is both exact and achievable.
+    """
+
+    probs: np.ndarray
+    labels: np.ndarray
+    above: np.ndarray
+
+    @property
+    def n_pos(self) -> np.ndarray:
+        return self.above[:, 0, 1]
 
 
 @numba.njit(cache=True)
-def _pack(probs: np.ndarray, bits: np.ndarray, labels: np.ndarray, keys: np.ndarray, n_pos: np.ndarray) -> int:
-    """Fill the transposed keys and the positive counts; 1 on a probability outside [0, 1] or NaN, 2 on a bad label."""
-    n, n_classes = probs.shape
-    for i in range(n):
-        for c in range(n_classes):
-            p = probs[i, c]
+def _bin(p: float) -> int:
+    return min(int(p * BINS), BINS - 1)
+
+
+@numba.njit(cache=True)
+def _count_above(probs: np.ndarray, labels: np.ndarray, above: np.ndarray) -> int:
+    """Fill ``Binned.above``; 1 on a probability outside [0, 1] or NaN, 2 on a label other than 0/1."""
+    n_classes, n = probs.shape
+    for c in range(n_classes):
+        for i in range(n):
+            p = probs[c, i]
             if not (p >= 0.0 and p <= 1.0):
                 return 1
-            y = labels[i, c]
-            value = bits[i, c] & VALUE_MASK  # clears the sign of -0.0
-            if y == 1:
-                keys[c, i] = value | LABEL_BIT
-                n_pos[c] += 1
-            elif y == 0:
-                keys[c, i] = value
-            else:
+            y = labels[c, i]
+            if y != 0 and y != 1:
                 return 2
+            above[c, _bin(p), y] += 1
+        for b in range(BINS - 1, -1, -1):
+            above[c, b, 0] += above[c, b + 1, 0]
+            above[c, b, 1] += above[c, b + 1, 1]
     return 0
 
 
-def sort_columns(probs: np.ndarray, labels: np.ndarray) -> SortedColumns:
-    """Validate (N, C) probabilities in [0, 1] and 0/1 labels, and sort each class's (probability, label) pairs."""
-    probs = np.ascontiguousarray(probs, dtype=np.float64)
-    labels = np.ascontiguousarray(labels)
-    if labels.dtype == bool:
-        labels = labels.view(np.uint8)
-    elif labels.dtype.kind not in "iu":
-        labels = labels.astype(np.int64)
+def bin_columns(probs: np.ndarray, labels: np.ndarray) -> Binned:
+    """Validate (N, C) probabilities in [0, 1] and 0/1 labels, and count each class's rows per bin.
+
+    Everything after works class by class on contiguous rows; a caller that
+    holds column-major (N, C) arrays (transposed views of (C, N) ones) saves the copy.
+    """
+    probs = np.asarray(probs)
+    labels = np.asarray(labels)
     if probs.shape != labels.shape or probs.ndim != 2:
         raise ValueError(f"probs and labels must be two (N, C) arrays of one shape, got {probs.shape} and {labels.shape}")
     if probs.shape[0] == 0:
         raise ValueError("cannot fit thresholds on zero rows")
-    keys = np.empty(probs.shape[::-1], dtype=np.int64)
-    n_pos = np.zeros(probs.shape[1], dtype=np.int64)
-    status = _pack(probs, probs.view(np.int64), labels, keys, n_pos)
+    probs = np.ascontiguousarray(probs.T, dtype=np.float64)
+    labels = np.ascontiguousarray(labels.T)
+    if labels.dtype == bool:
+        labels = labels.view(np.uint8)
+    elif labels.dtype.kind not in "iu":
+        labels = labels.astype(np.int64)
+    above = np.zeros((probs.shape[0], BINS + 1, 2), dtype=np.int64)
+    status = _count_above(probs, labels, above)
     if status == 1:
         raise ValueError("probabilities must lie in [0, 1] (no NaN)")
     if status == 2:
         raise ValueError("labels must be 0/1")
-    keys.sort(axis=1)
-    return SortedColumns(keys, n_pos)
+    return Binned(probs, labels, above)
 
 
 @numba.njit(cache=True)
@@ -121,12 +143,72 @@ def _between(upper: float, lower: float) -> float:
 
 @numba.njit(cache=True)
 def _cut(top: int, low: int, below: int) -> float:
-    """Cut-off that predicts every value >= low (value bits); nothing when low is NONE."""
+    """Cut-off that predicts every value >= low and none below (value bits); nothing at all when low is NONE."""
     if low == NONE:
         return _as_float(top)
     if below == NONE:
         return _as_float(low) - BELOW_ALL
     return _between(_as_float(low), _as_float(below))
+
+
+@numba.njit(cache=True)
+def _region_starts(above: np.ndarray) -> np.ndarray:
+    """Per class, the lowest bin that its F1-best top set can reach.
+
+    The best whole-bin set's F1, 2 TP' / (K' + P), bounds the class's best F1
+    from below, and a set of k rows scores at most 2P / (k + P), so the best set
+    holds at most K_max = P (K' + P) / TP' - P rows. Every row in bins above the
+    bin of its lowest row belongs to it, so that bin is one whose higher bins
+    hold at most K_max rows; integer arithmetic keeps the test exact. A class
+    without positives keeps its top non-empty bin: its cut-off is its top value.
+    """
+    n_classes = above.shape[0]
+    starts = np.empty(n_classes, dtype=np.int64)
+    for c in range(n_classes):
+        n_pos = above[c, 0, 1]
+        b = BINS - 1
+        if n_pos == 0:
+            while above[c, b, 0] == 0:
+                b -= 1
+            starts[c] = b
+            continue
+        best_tp, best_k = 0, 1
+        for b in range(BINS):
+            tp, k = above[c, b, 1], above[c, b, 0] + above[c, b, 1]
+            if tp * (best_k + n_pos) > best_tp * (k + n_pos):
+                best_tp, best_k = tp, k
+        b = 0
+        while (above[c, b + 1, 0] + above[c, b + 1, 1] + n_pos) * best_tp > n_pos * (best_k + n_pos):
+            b += 1
+        starts[c] = b
+    return starts
+
+
+@numba.njit(cache=True)
+def _gather(
+    bits: np.ndarray, labels: np.ndarray, floors: np.ndarray, keys: np.ndarray, sizes: np.ndarray, run_pos: np.ndarray
+) -> np.ndarray:
+    """Pack each class's values >= floors[c] (value bits) into keys[c, :sizes[c]] as ``value bits | label << 62``.
+
+    A float64 in [0, 1] has bits 62 and 63 clear and its bit pattern orders
+    like its value, so sorting the keys yields the negatives ascending, then the
+    run_pos[c] positives ascending. Returns each class's largest value under its
+    floor. Branch-free: every value is written, and the slot is kept only when it counts.
+    """
+    n_classes, n = bits.shape
+    below = np.empty(n_classes, dtype=np.int64)
+    for c in range(n_classes):
+        size, n_pos, low, floor = 0, 0, NONE, floors[c]
+        for i in range(n):
+            value = bits[c, i] & VALUE_MASK  # clears the sign of -0.0
+            y = np.int64(labels[c, i])
+            inside = np.int64(value >= floor)
+            keys[c, size] = value | (y << 62)
+            size += inside
+            n_pos += y * inside
+            low = max(low, value - inside * LABEL_BIT)
+        sizes[c], run_pos[c], below[c] = size, n_pos, low
+    return below
 
 
 @numba.njit(cache=True)
@@ -138,110 +220,173 @@ def _head(row: np.ndarray, i: int, j: int, j_end: int) -> int:
 
 
 @numba.njit(cache=True)
-def _class_best(row: np.ndarray, n_pos: int) -> tuple[float, float]:
-    """(cut-off, F1) of one sorted key row: the smallest top set of whole tie groups with the best F1."""
+def _region_best(row: np.ndarray, run_pos: int, n_pos: int, below_region: int) -> tuple[float, float]:
+    """(cut-off, F1) of the smallest top set of whole tie groups with the best F1, within one sorted region.
+
+    Only sets whose lowest group holds a positive are scored: adding a group of
+    negatives alone can never raise the F1.
+    """
     n = row.shape[0]
-    j_end = n - n_pos
+    j_end = n - run_pos
     i, j = j_end - 1, n - 1
     top = _head(row, i, j, j_end)
-    k = tp = 0
+    tp = 0
     best, low, below = 0.0, NONE, NONE
-    v = top
-    while v != NONE:
-        while i >= 0 and row[i] == v:
+    while j >= j_end:
+        v = row[j] & VALUE_MASK
+        while i >= 0 and row[i] >= v:
             i -= 1
-            k += 1
-        tp_before = tp
         while j >= j_end and row[j] & VALUE_MASK == v:
             j -= 1
-            k += 1
             tp += 1
-        next_v = _head(row, i, j, j_end)
-        # A group without positives only adds false positives: it can never raise the F1.
-        if tp > tp_before:
-            f1 = 2.0 * tp / (k + n_pos)
-            if f1 > best:
-                best, low, below = f1, v, next_v
-        v = next_v
-    return _cut(top, low, below), best
+        f1 = 2.0 * tp / ((j_end - 1 - i) + (n - 1 - j) + n_pos)
+        if f1 > best:
+            best, low, below = f1, v, _head(row, i, j, j_end)
+    return _cut(top, low, below if below != NONE else below_region), best
 
 
 @numba.njit(cache=True)
-def _fit_sorted(keys: np.ndarray, n_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _fit_regions(
+    keys: np.ndarray, sizes: np.ndarray, run_pos: np.ndarray, n_pos: np.ndarray, below: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     n_classes = keys.shape[0]
     cutoffs = np.empty(n_classes)
     scores = np.empty(n_classes)
     for c in range(n_classes):
-        cutoffs[c], scores[c] = _class_best(keys[c], n_pos[c])
+        cutoffs[c], scores[c] = _region_best(keys[c, : sizes[c]], run_pos[c], n_pos[c], below[c])
     return cutoffs, scores
 
 
-@numba.njit(cache=True)
-def _below(row: np.ndarray, n_pos: int, v: int) -> int:
-    """Value bits of the largest value of a sorted key row under v, or NONE."""
-    j_end = row.shape[0] - n_pos
-    i = np.searchsorted(row[:j_end], v) - 1
-    j = j_end + np.searchsorted(row[j_end:], v | LABEL_BIT) - 1
-    return _head(row, i, j, j_end)
+def fit_binned(binned: Binned) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class (cut-offs, in-sample F1): sort only the rows that the best set can reach, then sweep them."""
+    n_classes = binned.probs.shape[0]
+    keys = np.empty(binned.probs.shape, dtype=np.int64)
+    sizes = np.empty(n_classes, dtype=np.int64)
+    run_pos = np.empty(n_classes, dtype=np.int64)
+    floors = (_region_starts(binned.above) / BINS).view(np.int64)  # bin(p) >= s exactly when p >= s / BINS
+    below = _gather(binned.probs.view(np.int64), binned.labels, floors, keys, sizes, run_pos)
+    for row, size in zip(keys, sizes):
+        row[:size].sort()
+    return _fit_regions(keys, sizes, run_pos, binned.n_pos, below)
 
 
 @numba.njit(cache=True)
-def _global_best(keys: np.ndarray, n_pos: np.ndarray, candidates: np.ndarray) -> tuple[float, float]:
-    """(cut-off, macro-F1) of the best single cut-off; candidates are the positives' value bits, descending.
+def _macro_sum(tp: np.ndarray, k: np.ndarray, n_pos: np.ndarray) -> float:
+    """Sum of per-class F1 over all classes, always in class order, so equal sets give equal sums."""
+    total = 0.0
+    for c in range(tp.shape[0]):
+        if k[c] > 0:
+            total += 2.0 * tp[c] / (k[c] + n_pos[c])
+    return total
 
-    The best cut-off sits just under some positive's value: raising it past
-    values that are negative in every class only removes false positives. Each
-    class adds its F1 at every candidate to a running total, classes in a fixed
-    order, and the first (highest) candidate with the largest total wins, as in
-    the per-class search.
+
+@numba.njit(cache=True)
+def _bin_sums(above: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Macro sums of the whole-bin sets (bins >= b), and an upper bound on any set cut inside bin b."""
+    n_pos = above[:, 0, 1]
+    sums = np.empty(BINS + 1)
+    bounds = np.zeros(BINS)
+    for b in range(BINS + 1):
+        sums[b] = _macro_sum(above[:, b, 1], above[:, b, 0] + above[:, b, 1], n_pos)
+    for b in range(BINS):
+        for c in range(above.shape[0]):
+            if above[c, b, 1] > 0:  # at most bin b's positives, at least the rows of the bins above
+                bounds[b] += 2.0 * above[c, b, 1] / (above[c, b + 1, 0] + above[c, b + 1, 1] + n_pos[c])
+    return sums, bounds
+
+
+@numba.njit(cache=True)
+def _collect(probs: np.ndarray, bits: np.ndarray, labels: np.ndarray, refine: np.ndarray):
+    """(value bits, bin, class, label) of every row of every class that falls in a bin marked for refinement."""
+    n_classes, n = probs.shape
+    count = 0
+    for c in range(n_classes):
+        for i in range(n):
+            count += refine[_bin(probs[c, i])]
+    values = np.empty(count, dtype=np.int64)
+    bins = np.empty(count, dtype=np.int64)
+    classes = np.empty(count, dtype=np.int64)
+    positive = np.empty(count, dtype=np.bool_)
+    m = 0
+    for c in range(n_classes):
+        for i in range(n):
+            b = _bin(probs[c, i])
+            if refine[b]:
+                values[m], bins[m], classes[m], positive[m] = bits[c, i] & VALUE_MASK, b, c, labels[c, i] == 1
+                m += 1
+    order = np.argsort(values)[::-1]
+    return values[order], bins[order], classes[order], positive[order]
+
+
+@numba.njit(cache=True)
+def _global_sweep(above, sums, refine, values, bins, classes, positive) -> tuple[float, int, int]:
+    """(best macro sum, bin b, value v) over every candidate set, scanned from the smallest set up.
+
+    The winner is "bins >= b" when v is NONE, else "values >= v"; the empty
+    set is b = BINS. Within a refined bin, the sets whose lowest group holds a
+    positive are scored exactly; the first maximum, the highest cut-off, wins.
     """
-    n_classes, n = keys.shape
-    total = np.zeros(candidates.shape[0])
-    top = NONE
+    n_classes = above.shape[0]
+    n_pos = above[:, 0, 1]
+    k = np.empty(n_classes, dtype=np.int64)
+    tp = np.empty(n_classes, dtype=np.int64)
+    best, best_b, best_v = 0.0, BINS, NONE
+    m = 0
+    for b in range(BINS - 1, -1, -1):
+        if refine[b]:
+            for c in range(n_classes):
+                tp[c], k[c] = above[c, b + 1, 1], above[c, b + 1, 0] + above[c, b + 1, 1]
+            while m < values.shape[0] and bins[m] == b:
+                v = values[m]
+                any_positive = False
+                while m < values.shape[0] and values[m] == v:
+                    k[classes[m]] += 1
+                    tp[classes[m]] += positive[m]
+                    any_positive |= positive[m]
+                    m += 1
+                if any_positive:
+                    total = _macro_sum(tp, k, n_pos)
+                    if total > best:
+                        best, best_b, best_v = total, b, v
+        if sums[b] > best:
+            best, best_b, best_v = sums[b], b, NONE
+    return best, best_b, best_v
+
+
+@numba.njit(cache=True)
+def _set_cut(probs: np.ndarray, bits: np.ndarray, b: int, v: int) -> float:
+    """Cut-off of the set "values >= v" (or "bins >= b" when v is NONE) over all classes."""
+    top, low, below = NONE, VALUE_MASK, NONE
+    n_classes, n = probs.shape
     for c in range(n_classes):
-        j_end = n - n_pos[c]
-        i, j = j_end - 1, n - 1
-        top = max(top, _head(keys[c], i, j, j_end))
-        k = tp = 0
-        f1 = 0.0
-        for u in range(candidates.shape[0]):
-            v = candidates[u]
-            k_before = k
-            while i >= 0 and keys[c, i] >= v:
-                i -= 1
-                k += 1
-            while j >= j_end and keys[c, j] & VALUE_MASK >= v:
-                j -= 1
-                k += 1
-                tp += 1
-            if k > k_before:
-                f1 = 2.0 * tp / (k + n_pos[c])
-            total[u] += f1
-    if candidates.shape[0] == 0 or total.max() == 0.0:
-        return _as_float(top), 0.0
-    u = np.argmax(total)
-    below = NONE
-    for c in range(n_classes):
-        below = max(below, _below(keys[c], n_pos[c], candidates[u]))
-    return _cut(top, candidates[u], below), total[u] / n_classes
+        for i in range(n):
+            value = bits[c, i] & VALUE_MASK
+            top = max(top, value)
+            if value >= v if v != NONE else _bin(probs[c, i]) >= b:
+                low = min(low, value)
+            else:
+                below = max(below, value)
+    return _cut(top, NONE if low == VALUE_MASK else low, below)
 
 
-def fit_sorted(columns: SortedColumns) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class (cut-offs, in-sample F1) from already sorted columns."""
-    return _fit_sorted(columns.keys, columns.n_pos)
+def global_binned(binned: Binned) -> tuple[float, float]:
+    """(cut-off, in-sample macro-F1) of the single cut-off that maximises macro-F1 over all classes at once.
 
-
-def global_sorted(columns: SortedColumns) -> tuple[float, float]:
-    """(cut-off, in-sample macro-F1) of the single cut-off that maximises macro-F1 over all classes at once."""
-    n = columns.keys.shape[1]
-    positives = [row[n - p :] for row, p in zip(columns.keys, columns.n_pos)]
-    candidates = np.sort(np.concatenate(positives) & VALUE_MASK)[::-1]  # repeats cost a little time, no accuracy
-    return _global_best(columns.keys, columns.n_pos, np.ascontiguousarray(candidates))
+    Exact: the whole-bin sets are scored from the counts, and only the bins
+    whose upper bound reaches the best of those are opened and swept row by row.
+    The best cut-off sits just under some positive's value, since raising it
+    past values that are negative in every class only removes false positives.
+    """
+    sums, bounds = _bin_sums(binned.above)
+    refine = bounds >= sums.max()
+    bits = binned.probs.view(np.int64)
+    best, b, v = _global_sweep(binned.above, sums, refine, *_collect(binned.probs, bits, binned.labels, refine))
+    return _set_cut(binned.probs, bits, b, v), best / binned.probs.shape[0]
 
 
 def fit_with_scores(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Cut-offs and the F1 each reaches on the data it was fitted on (optimistic)."""
-    return fit_sorted(sort_columns(probs, labels))
+    return fit_binned(bin_columns(probs, labels))
 
 
 def fit(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -256,7 +401,7 @@ def fitted_macro_f1(probs: np.ndarray, labels: np.ndarray) -> float:
 
 def global_cutoff(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """(cut-off, in-sample macro-F1) of the best single cut-off shared by all classes."""
-    return global_sorted(sort_columns(probs, labels))
+    return global_binned(bin_columns(probs, labels))
 
 
 def apply(probs: np.ndarray, cutoffs: np.ndarray, at_least_one: bool = False) -> np.ndarray:
@@ -310,7 +455,7 @@ class RuleOptions:
 class RuleInput:
     """What every rule gets: OOF probabilities and labels to fit on, and the test probabilities to be cut.
 
-    The sorted OOF columns, the global fit and the sorted test columns are
+    The binned OOF columns, the global fit and the sorted test columns are
     computed once, on first use, and shared by all rules fitted on this input;
     ``take_rows`` keeps the test side's sort for a subset of the OOF rows.
     """
@@ -325,12 +470,12 @@ class RuleInput:
             raise ValueError(f"test_probs must be (M >= 1, {n_classes}), got {np.shape(self.test_probs)}")
 
     @cached_property
-    def oof_sorted(self) -> SortedColumns:
-        return sort_columns(self.oof_probs, self.oof_labels)
+    def oof_binned(self) -> Binned:
+        return bin_columns(self.oof_probs, self.oof_labels)
 
     @cached_property
     def global_fit(self) -> tuple[float, float]:
-        return global_sorted(self.oof_sorted)
+        return global_binned(self.oof_binned)
 
     @cached_property
     def test_sorted(self) -> np.ndarray:
@@ -340,20 +485,26 @@ class RuleInput:
             raise ValueError("test probabilities must lie in [0, 1] (no NaN)")
         return columns
 
-    def take_rows(self, rows: np.ndarray) -> RuleInput:
-        """The same input restricted to some OOF rows (index or mask), sharing the test side's sort."""
-        subset = RuleInput(self.oof_probs[rows], self.oof_labels[rows], self.test_probs)
+    def take_rows(self, mask: np.ndarray) -> RuleInput:
+        """The same input restricted to the OOF rows of a boolean mask, sharing the test side's sort.
+
+        Rows are taken per class, so column-major inputs stay column-major (see ``bin_columns``).
+        """
+        probs, labels = (np.compress(mask, a.T, axis=1).T for a in (self.oof_probs, self.oof_labels))
+        subset = RuleInput(probs, labels, self.test_probs)
         if "test_sorted" in self.__dict__:
             subset.__dict__["test_sorted"] = self.test_sorted
         return subset
 
 
 def _f1_rule(data: RuleInput, options: RuleOptions) -> np.ndarray:
-    return fit_sorted(data.oof_sorted)[0]
+    """Each class's exact F1-maximising cut-off on the OOF rows."""
+    return fit_binned(data.oof_binned)[0]
 
 
 def _global_rule(data: RuleInput, options: RuleOptions) -> np.ndarray:
-    return np.full(data.oof_sorted.n_pos.shape, data.global_fit[0])
+    """One cut-off for all classes: the one that maximises OOF macro-F1."""
+    return np.full(data.oof_binned.n_pos.shape, data.global_fit[0])
 
 
 def rate_cutoff(column: np.ndarray, rate: float) -> float:
@@ -372,9 +523,10 @@ def rate_cutoff(column: np.ndarray, rate: float) -> float:
 
 
 def _prior_rule(data: RuleInput, options: RuleOptions) -> np.ndarray:
+    """Each class's cut-off whose positive rate on the test probabilities matches a target rate."""
     columns = data.test_sorted
     if options.prior_rates is None:
-        rates = data.oof_sorted.n_pos / data.oof_sorted.keys.shape[1]
+        rates = data.oof_binned.n_pos / data.oof_binned.probs.shape[1]
     elif len(options.prior_rates) != len(columns):
         raise ConfigError(f"prior_rates has {len(options.prior_rates)} rates, the predictions have {len(columns)} classes")
     else:
@@ -399,7 +551,7 @@ def fit_rule(rule: str, data: RuleInput, options: RuleOptions = RuleOptions()) -
     if options.min_positives == 0 and options.shrink == 0.0:
         return cutoffs
     shared = data.global_fit[0]
-    cutoffs = np.where(data.oof_sorted.n_pos < options.min_positives, shared, cutoffs)
+    cutoffs = np.where(data.oof_binned.n_pos < options.min_positives, shared, cutoffs)
     return (1.0 - options.shrink) * cutoffs + options.shrink * shared
 
 
