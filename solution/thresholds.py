@@ -362,7 +362,8 @@ def _set_cut(probs: np.ndarray, bits: np.ndarray, b: int, v: int) -> float:
         for i in range(n):
             value = bits[c, i] & VALUE_MASK
             top = max(top, value)
-            if value >= v if v != NONE else _bin(probs[c, i]) >= b:
+            inside = value >= v if v != NONE else _bin(probs[c, i]) >= b
+            if inside:
                 low = min(low, value)
             else:
                 below = max(below, value)
@@ -378,7 +379,7 @@ def global_binned(binned: Binned) -> tuple[float, float]:
     past values that are negative in every class only removes false positives.
     """
     sums, bounds = _bin_sums(binned.above)
-    refine = bounds >= sums.max()
+    refine = (bounds >= sums.max()) & (bounds > 0)  # a bin without positives holds no candidate
     bits = binned.probs.view(np.int64)
     best, b, v = _global_sweep(binned.above, sums, refine, *_collect(binned.probs, bits, binned.labels, refine))
     return _set_cut(binned.probs, bits, b, v), best / binned.probs.shape[0]
