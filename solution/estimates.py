@@ -12,15 +12,14 @@ blend's test matrix is blended with that fold's weights).
 
 Headline: ``nested_macro_f1`` is the mean over folds of each fold's macro-F1.
 Each fold's figure scores one fitted set of cut-offs on unseen rows, which is
-how the leaderboard scores a submission, on a sample of similar size (a fold
-of the 31,072 training images holds about 6,200; the leaderboards score parts
-of the 11,702 test images), so rare classes are about as noisy as they will be
-there. The pooled figure
-(``nested_pooled_macro_f1``: all folds' predictions concatenated, scored
-once) mixes the predictions of K different sets of cut-offs, which no
-submission does, and scores 31,072 rows at once, which flatters the rare
-classes; it is reported as a cross-check, with the spread of the fold scores
-(``nested_fold_std``) to judge whether two figures differ at all.
+how the leaderboard scores a submission, and on a sample of similar size (a
+fold of the 31,072 training images holds about 6,200; the leaderboards score
+parts of the 11,702 test images), so rare classes are about as noisy as they
+will be there. The pooled figure (``nested_pooled_macro_f1``: all folds'
+predictions concatenated, scored once) mixes the predictions of K different
+sets of cut-offs, which no submission does, and scores 31,072 rows at once,
+which flatters the rare classes; it is a cross-check, and ``nested_fold_std``
+(the spread of the fold scores) tells whether two figures differ at all.
 """
 
 from __future__ import annotations
@@ -48,14 +47,19 @@ def _check_folds(labels: np.ndarray, fold: np.ndarray) -> np.ndarray:
     return folds
 
 
+def _score(
+    rule: str, data: RuleInput, probs: np.ndarray, labels: np.ndarray, options: RuleOptions
+) -> tuple[float, np.ndarray]:
+    """(macro-F1, predictions) of the rule's cut-offs fitted on ``data``, applied to ``probs``."""
+    pred = thresholds.apply(probs, thresholds.fit_rule(rule, data, options), options.at_least_one)
+    return macro_f1(labels, pred), pred
+
+
 def _candidate_rows(
     candidate: Candidate, labels: np.ndarray, fold: np.ndarray, folds: np.ndarray, rules: Sequence[str], options: RuleOptions
 ) -> list[dict]:
     full = RuleInput(np.asfortranarray(candidate.oof), labels, candidate.test)
-    in_sample = {
-        rule: macro_f1(labels, thresholds.apply(candidate.oof, thresholds.fit_rule(rule, full, options), options.at_least_one))
-        for rule in rules
-    }
+    in_sample = {rule: _score(rule, full, candidate.oof, labels, options)[0] for rule in rules}
     fold_scores: dict[str, list[float]] = {rule: [] for rule in rules}
     pooled = {rule: np.zeros(labels.shape, dtype=np.uint8) for rule in rules}
     for k in folds:
@@ -63,13 +67,12 @@ def _candidate_rows(
         train = ~held
         if candidate.refit is None:
             model, data = candidate, full.take_rows(train)
-        else:
+        else:  # the weights too are fitted on the other folds only
             model = candidate.refit(train)
             data = RuleInput(np.asfortranarray(model.oof), labels, model.test).take_rows(train)
         for rule in rules:
-            pred = thresholds.apply(model.oof[held], thresholds.fit_rule(rule, data, options), options.at_least_one)
-            fold_scores[rule].append(macro_f1(labels[held], pred))
-            pooled[rule][held] = pred
+            score, pooled[rule][held] = _score(rule, data, model.oof[held], labels[held], options)
+            fold_scores[rule].append(score)
     return [
         {
             "candidate": candidate.name,
