@@ -314,8 +314,7 @@ def _collect(probs: np.ndarray, bits: np.ndarray, labels: np.ndarray, refine: np
             if refine[b]:
                 values[m], bins[m], classes[m], positive[m] = bits[c, i] & VALUE_MASK, b, c, labels[c, i] == 1
                 m += 1
-    order = np.argsort(values)[::-1]
-    return values[order], bins[order], classes[order], positive[order]
+    return values, bins, classes, positive
 
 
 @numba.njit(cache=True)
@@ -381,7 +380,9 @@ def global_binned(binned: Binned) -> tuple[float, float]:
     sums, bounds = _bin_sums(binned.above)
     refine = (bounds >= sums.max()) & (bounds > 0)  # a bin without positives holds no candidate
     bits = binned.probs.view(np.int64)
-    best, b, v = _global_sweep(binned.above, sums, refine, *_collect(binned.probs, bits, binned.labels, refine))
+    collected = _collect(binned.probs, bits, binned.labels, refine)
+    order = np.argsort(collected[0])[::-1]  # descending values; numpy's sort is the fast one
+    best, b, v = _global_sweep(binned.above, sums, refine, *(a[order] for a in collected))
     return _set_cut(binned.probs, bits, b, v), best / binned.probs.shape[0]
 
 
