@@ -13,10 +13,11 @@ image) and their test matrices (M x C), ``candidates`` returns:
   themselves), so OOF and test share one scale and a cut-off fitted on the OOF
   ranks means the same on the test ranks;
 - ``hill_climb``: Caruana-style ensemble selection with replacement: start
-  from nothing and, for a fixed number of iterations, add the experiment
-  whose addition gives the best OOF macro-F1 with fitted per-class cut-offs
-  (first experiment on a draw, so the result is deterministic). The blend is
-  the mean of the picks, so an experiment's weight is its share of them.
+  from nothing and, for a fixed number of iterations (``HILL_ITERATIONS``),
+  add the experiment whose addition gives the best OOF macro-F1 with fitted
+  per-class cut-offs (first experiment on a draw, so the result is
+  deterministic). The blend is the mean of the picks, so an experiment's
+  weight is its share of them.
 
 Only ``hill_climb`` looks at the labels, so only it carries ``refit``: the
 nested estimates (``solution.estimates``) call it to refit the weights on the
