@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 
 from solution import thresholds
+from solution.errors import ConfigError
 from solution.metrics import f1_per_class, macro_f1
+from solution.thresholds import RULES, RuleInput, RuleOptions
 
 
 def brute_force_f1(p: np.ndarray, y: np.ndarray) -> float:
@@ -53,3 +55,234 @@ def test_bad_inputs():
         thresholds.fit(np.zeros((4, 28)), np.zeros((5, 28)))
     with pytest.raises(ValueError, match="0/1"):
         thresholds.fit(np.zeros((4, 2)), np.full((4, 2), 2))
+
+
+# --- exactness on awkward distributions, the grid-search floor, the global cut-off ---
+
+
+def random_case(seed: int, kind: str, n: int = 60, c: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = (rng.random((n, c)) < rng.random(c) * 0.5).astype(int)
+    if kind == "ties":
+        p = np.round(np.clip(0.4 * y + rng.random((n, c)) * 0.7, 0, 1), 2)
+    elif kind == "one_bin":  # everything inside one of the search's bins
+        p = 0.5 + rng.integers(0, 4, (n, c)) * 1e-9
+    elif kind == "skewed":  # most mass near 0, like real rare-class probabilities
+        p = np.clip(rng.random((n, c)) ** 8 + 0.3 * y * rng.random((n, c)), 0, 1)
+    else:  # "extremes": only a few values, including both ends of [0, 1]
+        p = rng.choice([0.0, 0.25, 0.5, 1.0], (n, c))
+    return p, y
+
+
+def every_cutoff(p: np.ndarray) -> np.ndarray:
+    """Every cut-off that gives a different prediction: each distinct value, and one below them all."""
+    return np.concatenate([np.unique(p), [p.min() - 1]])
+
+
+KINDS = ("ties", "one_bin", "skewed", "extremes")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("seed", range(3))
+def test_fit_exact_on_awkward_distributions(kind, seed):
+    p, y = random_case(seed, kind)
+    cutoffs, scores = thresholds.fit_with_scores(p, y)
+    for c in range(p.shape[1]):
+        assert scores[c] == pytest.approx(brute_force_f1(p[:, c], y[:, c]))
+    np.testing.assert_allclose(f1_per_class(y, thresholds.apply(p, cutoffs)), scores)
+
+
+def test_fit_never_below_a_100_point_grid():
+    p, y = random_case(7, "skewed", n=400, c=28)
+    grid = np.linspace(0, 1, 100)
+    grid_best = np.max([f1_per_class(y, p > t) for t in grid], axis=0)
+    assert (thresholds.fit_with_scores(p, y)[1] >= grid_best - 1e-12).all()
+
+
+def test_fit_accepts_float32_bool_and_column_major_inputs():
+    p, y = random_case(3, "ties")
+    p = p.astype(np.float32)
+    expected = thresholds.fit_with_scores(p.astype(np.float64), y)
+    for probs, labels in ((p, y.astype(bool)), (np.asfortranarray(p), np.asfortranarray(y, dtype=np.uint8))):
+        got = thresholds.fit_with_scores(probs, labels)
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.1, np.nan])
+def test_probabilities_outside_unit_interval_are_refused(bad):
+    p = np.full((3, 2), 0.5)
+    p[1, 1] = bad
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        thresholds.fit(p, np.zeros((3, 2), dtype=int))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("seed", range(3))
+def test_global_cutoff_matches_brute_force(kind, seed):
+    p, y = random_case(seed, kind)
+    cutoff, score = thresholds.global_cutoff(p, y)
+    best = max(macro_f1(y, p > t) for t in every_cutoff(p))
+    assert score == pytest.approx(best)
+    assert macro_f1(y, p > cutoff) == pytest.approx(best)
+
+
+def test_global_cutoff_by_hand():
+    # t in (0.6, 0.8): class 0 F1 1, class 1 predicts nothing, 0 -> mean 0.5
+    # t in (0.4, 0.6): class 0 2*2/(3+2) = 0.8, class 1 predicts only its 0.6, a negative -> 0.4
+    # t in (0.3, 0.4): class 0 0.8, class 1 2*1/(2+1) = 2/3 -> 0.733, the best: cut midway, at 0.35
+    # t in (0.2, 0.3): class 0 0.8, class 1 2*1/(3+1) = 0.5 -> 0.65
+    p = np.array([[0.9, 0.1], [0.8, 0.4], [0.6, 0.6], [0.2, 0.3]])
+    y = np.array([[1, 0], [1, 1], [0, 0], [0, 0]])
+    cutoff, score = thresholds.global_cutoff(p, y)
+    assert cutoff == pytest.approx(0.35)
+    assert score == pytest.approx((0.8 + 2 / 3) / 2)
+
+
+def test_global_cutoff_without_positives_predicts_nothing():
+    p = np.array([[0.2, 0.7], [0.4, 0.1]])
+    cutoff, score = thresholds.global_cutoff(p, np.zeros((2, 2), dtype=int))
+    assert score == 0.0
+    assert thresholds.apply(p, np.full(2, cutoff)).sum() == 0
+
+
+# --- threshold rules and their options ---
+
+
+def rule_input(seed: int = 0, n: int = 80, m: int = 50, c: int = 4) -> RuleInput:
+    rng = np.random.default_rng(seed)
+    y = (rng.random((n, c)) < [0.4, 0.2, 0.05, 0.1][:c]).astype(int)
+    p = np.round(np.clip(0.35 * y + 0.65 * rng.random((n, c)), 0, 1), 2)
+    return RuleInput(p, y, np.round(rng.random((m, c)), 2))
+
+
+def predicted_counts_nearest(column: np.ndarray, want: int) -> set[int]:
+    """Every count of test predictions a cut-off can give that is nearest to want, by brute force."""
+    counts = {int((column > t).sum()) for t in every_cutoff(column)}
+    gap = min(abs(k - want) for k in counts)
+    return {k for k in counts if abs(k - want) == gap}
+
+
+def test_every_rule_has_its_own_tests():
+    # A new rule needs a brute-force and a hand-worked test below before it joins this set.
+    assert set(RULES) == {"f1", "prior", "global"}
+
+
+def test_every_rule_returns_one_finite_cutoff_per_class():
+    data = rule_input()
+    for name in RULES:
+        cutoffs = thresholds.fit_rule(name, data)
+        assert cutoffs.shape == (4,) and np.isfinite(cutoffs).all(), name
+
+
+def test_rule_f1_is_the_exact_search():
+    data = rule_input(1)
+    np.testing.assert_array_equal(thresholds.fit_rule("f1", data), thresholds.fit(data.oof_probs, data.oof_labels))
+
+
+def test_rule_global_is_one_shared_cutoff():
+    data = rule_input(2)
+    expected, _ = thresholds.global_cutoff(data.oof_probs, data.oof_labels)
+    np.testing.assert_array_equal(thresholds.fit_rule("global", data), np.full(4, expected))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_rule_prior_matches_oof_prevalence_on_test(seed):
+    data = rule_input(seed)
+    cutoffs = thresholds.fit_rule("prior", data)
+    predicted = (data.test_probs > cutoffs).sum(axis=0)
+    for c in range(4):
+        want = int(np.floor(data.oof_labels[:, c].mean() * len(data.test_probs) + 0.5))
+        nearest = predicted_counts_nearest(data.test_probs[:, c], want)
+        assert predicted[c] == min(nearest), c  # the nearest achievable count, the smaller on a draw
+
+
+@pytest.mark.parametrize(
+    "column, rate, expected_count",
+    [
+        ([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0], 0.3, 3),  # the top 3: cut between 0.7 and 0.8
+        ([0.1, 0.2, 0.5, 0.5, 0.5, 0.9], 0.5, 4),  # want 3; the tie of three 0.5s allows 1 or 4: 4 is nearer
+        ([0.1, 0.5, 0.5, 0.9], 0.5, 1),  # want 2; 1 or 3 are equally near: the fewer
+        ([0.2, 0.4], 0.0, 0),
+        ([0.2, 0.4], 1.0, 2),
+    ],
+)
+def test_rate_cutoff_by_hand(column, rate, expected_count):
+    column = np.array(column)
+    assert (column > thresholds.rate_cutoff(column, rate)).sum() == expected_count
+
+
+def test_rule_prior_uses_given_rates():
+    data = rule_input(4)
+    cutoffs = thresholds.fit_rule("prior", data, RuleOptions(prior_rates=(0.0, 0.5, 1.0, 0.1)))
+    assert (data.test_probs > cutoffs).sum(axis=0)[[0, 2]].tolist() == [0, 50]
+
+
+@pytest.mark.parametrize("rule", ["f1", "prior"])
+@pytest.mark.parametrize("shrink", [0.0, 0.3, 1.0])
+def test_shrink_pulls_toward_the_global_cutoff(rule, shrink):
+    data = rule_input(5)
+    own = thresholds.fit_rule(rule, data)
+    shared, _ = thresholds.global_cutoff(data.oof_probs, data.oof_labels)
+    got = thresholds.fit_rule(rule, data, RuleOptions(shrink=shrink))
+    np.testing.assert_allclose(got, (1 - shrink) * own + shrink * shared)
+
+
+def test_min_positives_falls_back_to_the_global_cutoff():
+    data = rule_input(6)
+    positives = data.oof_labels.sum(axis=0)
+    threshold = int(np.sort(positives)[2])  # the two rarest classes fall back
+    own = thresholds.fit_rule("f1", data)
+    shared, _ = thresholds.global_cutoff(data.oof_probs, data.oof_labels)
+    got = thresholds.fit_rule("f1", data, RuleOptions(min_positives=threshold))
+    np.testing.assert_array_equal(got, np.where(positives < threshold, shared, own))
+    assert (positives < threshold).sum() == 2
+
+
+def test_at_least_one_adds_the_class_with_the_largest_margin():
+    probs = np.array([[0.9, 0.1, 0.3], [0.2, 0.25, 0.3], [0.1, 0.1, 0.1]])
+    cutoffs = np.array([0.5, 0.2, 0.4])
+    # row 0 already has class 0; row 1 has class 1 (0.25 > 0.2); row 2 has none:
+    # margins -0.4, -0.1, -0.3 -> class 1, though its probability ties with the others
+    assert thresholds.apply(probs, cutoffs).tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 0]]
+    assert thresholds.apply(probs, cutoffs, at_least_one=True).tolist() == [[1, 0, 0], [0, 1, 0], [0, 1, 0]]
+
+
+def test_at_least_one_changes_only_empty_rows():
+    rng = np.random.default_rng(8)
+    probs, cutoffs = rng.random((200, 6)), rng.random(6) * 0.5 + 0.5
+    plain = thresholds.apply(probs, cutoffs)
+    filled = thresholds.apply(probs, cutoffs, at_least_one=True)
+    empty = plain.sum(axis=1) == 0
+    np.testing.assert_array_equal(filled[~empty], plain[~empty])
+    assert (filled[empty].sum(axis=1) == 1).all()
+    np.testing.assert_array_equal(filled[empty].argmax(axis=1), (probs - cutoffs)[empty].argmax(axis=1))
+
+
+def test_take_rows_equals_a_fresh_input_and_shares_the_test_sort():
+    data = rule_input(9)
+    data.test_sorted  # noqa: B018 -- computed before, so the subset must reuse it
+    mask = np.arange(80) % 3 != 0
+    subset = data.take_rows(mask)
+    fresh = RuleInput(data.oof_probs[mask], data.oof_labels[mask], data.test_probs)
+    assert subset.__dict__["test_sorted"] is data.test_sorted
+    for name in RULES:
+        np.testing.assert_array_equal(thresholds.fit_rule(name, subset), thresholds.fit_rule(name, fresh))
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: thresholds.check_rule("mean"), "valid rules: f1, prior, global"),
+        (lambda: RuleOptions(shrink=1.5), r"shrink must be in \[0, 1\]"),
+        (lambda: RuleOptions(shrink=-0.1), r"shrink must be in \[0, 1\]"),
+        (lambda: RuleOptions(min_positives=-1), "min_positives must be an integer >= 0"),
+        (lambda: RuleOptions(min_positives=2.5), "min_positives must be an integer >= 0"),
+        (lambda: RuleOptions(at_least_one="yes"), "at_least_one must be true or false"),
+        (lambda: RuleOptions(prior_rates=(0.1, 1.2)), r"prior_rates must be rates in \[0, 1\]"),
+        (lambda: thresholds.fit_rule("prior", rule_input(), RuleOptions(prior_rates=(0.1,))), "has 1 rates"),
+    ],
+)
+def test_bad_rule_config_is_a_config_error(make, match):
+    with pytest.raises(ConfigError, match=match):
+        make()

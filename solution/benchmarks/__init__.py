@@ -1,1 +1,1 @@
-"""Benchmarks of the kit's library code; each module's ``run()`` returns its figures by name."""
+"""Benchmarks, one module per stage, each with ``run() -> dict[str, float]``; ``python -m solution.bench STAGE`` runs one."""
