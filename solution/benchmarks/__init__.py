@@ -1,1 +1,4 @@
-"""Benchmarks, one module per stage, each with ``run() -> dict[str, float]``; ``python -m solution.bench STAGE`` runs one."""
+"""Benchmarks, one module per stage, each with ``run() -> dict[str, float]``.
+
+``python -m solution.bench STAGE`` runs one and prints its figures as name=value lines.
+"""

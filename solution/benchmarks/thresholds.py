@@ -102,9 +102,8 @@ def nested_figures(rng: np.random.Generator, labels: np.ndarray) -> dict[str, fl
     rules = tuple(thresholds.RULES)
     nested_s = best_of_3(lambda: estimates.estimate_table(candidates, labels, fold, rules))
     best = estimates.pick_best(estimates.estimate_table(candidates, labels, fold, rules))
-    print(
-        f"{len(candidates)} candidates x {len(rules)} rules; best by nested macro-F1: {best['candidate']}, {best['rule']}"
-    )
+    pick = f"{best['candidate']}, {best['rule']}"
+    print(f"{len(candidates)} candidates x {len(rules)} rules; best by nested macro-F1: {pick}")
     return {
         "candidates_seconds": build_s,
         "nested_10x3_seconds": nested_s,
