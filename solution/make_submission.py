@@ -1,8 +1,10 @@
-"""The submission CSV: ``python -m solution.make_submission [--source stack|EXPERIMENT] [--out PATH] [--submit]``.
+"""The submission CSV: ``python -m solution.make_submission [--source NAME] [--rule RULE] [--submit]``.
 
-See ``solution.submission``: cut-offs fitted on the source's OOF predictions,
-applied to its test predictions, validated, with a JSON sidecar; ``--submit``
-uploads the file with the Kaggle command-line client.
+Scores every candidate (experiments, blends, the stack) under every threshold
+rule with nested estimates, picks the best nested figure unless told, prints
+what it picked and why, writes ``submissions/<source>.csv`` and its ``.json``
+sidecar, and with ``--submit`` uploads it through the ``kaggle`` package. See
+``solution.submission`` and ``solution.upload``.
 """
 
 from __future__ import annotations
@@ -11,42 +13,80 @@ import argparse
 import logging
 from pathlib import Path
 
+from solution import thresholds
 from solution.cli import add_data_args, add_oof_arg, user_errors
-from solution.submission import check_pair, default_source, upload, write_submission
+from solution.submission import check_pair, write_submission
+from solution.upload import COMPETITION, submit
 
 log = logging.getLogger(__name__)
+DEFAULT_MIN_POSITIVES = 5
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Write (and upload) the submission picked by honest OOF estimates.")
+    p.add_argument("--source", default=None, help="a candidate: an experiment, mean, rank_mean, hill_climb or stack")
+    p.add_argument("--rule", choices=list(thresholds.RULES), default=None, help="threshold rule (default: the best)")
+    p.add_argument("--shrink", type=float, default=0.0, help="pull each cut-off toward the global one (0..1)")
+    p.add_argument(
+        "--min-positives",
+        type=int,
+        default=DEFAULT_MIN_POSITIVES,
+        help="a class with fewer OOF positives takes the global cut-off",
+    )
+    p.add_argument(
+        "--at-least-one",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="an image with no label above its cut-offs gets its most likely class (HPA images have at least one)",
+    )
+    p.add_argument("--out", type=Path, default=None, help="submission .csv (default: submissions/<picked source>.csv)")
+    add_oof_arg(p)
+    add_data_args(p)
+    p.add_argument("--submit", action="store_true", help="upload to Kaggle with the kaggle package")
+    p.add_argument("--dry-run", action="store_true", help="with --submit: say what would be sent, send nothing")
+    p.add_argument("-m", "--message", default=None, help="Kaggle submission message (default: source, rule, nested F1)")
+    p.add_argument("--competition", default=COMPETITION, help="Kaggle competition slug")
+    return p
+
+
+def report(summary: dict, out: Path) -> None:
+    top = sorted(summary["estimates"], key=lambda r: -r["nested_macro_f1"])[:8]
+    heading = f"{'candidate':<20}{'rule':<8}{'in-sample':>11}{'nested':>9}"
+    log.info(f"{heading}   (OOF macro-F1; the best 8 of {len(summary['estimates'])})")
+    for r in top:
+        log.info(f"{r['candidate']:<20}{r['rule']:<8}{r['in_sample_macro_f1']:>11.4f}{r['nested_macro_f1']:>9.4f}")
+    log.info(
+        f"picked {summary['source']} with rule {summary['rule']} ({summary['why']}): nested macro-F1 "
+        f"{summary['nested_macro_f1']:.4f}, in-sample {summary['oof_macro_f1']:.4f}"
+    )
+    log.info(
+        f"submission: {out} ({summary['test_images']} images, {summary['mean_labels_per_test_image']:.2f} labels per "
+        f"image; training images carry {summary['mean_labels_per_train_image']:.2f})"
+    )
+    if "test_macro_f1" in summary:
+        log.info(
+            f"synthetic test macro-F1 (hidden labels): {summary['test_macro_f1']:.4f}  (predicting the most "
+            f"frequent class for every image: {summary['test_macro_f1_most_frequent_class']:.4f})"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description="Write the submission CSV from stacked or single-experiment predictions."
-    )
-    parser.add_argument(
-        "--source", default=None, help="'stack' (default when present) or an experiment name under oof/"
-    )
-    parser.add_argument("--out", type=Path, default=None, help="submission path (default: submissions/<source>.csv)")
-    add_oof_arg(parser)
-    add_data_args(parser)
-    parser.add_argument("--submit", action="store_true", help="upload to Kaggle with the kaggle client")
-    parser.add_argument(
-        "--message", default=None, help="Kaggle submission message (default: the source and OOF macro-F1)"
-    )
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     with user_errors():
-        source = args.source or default_source(args.oof_dir)
-        out = args.out or Path("submissions") / f"{source}.csv"
-        summary = write_submission(source, out, args.oof_dir, args.folds_dir, args.data)
-        labels_per_image = summary["mean_labels_per_test_image"]
-        log.info(f"submission: {out} ({summary['test_images']} images, {labels_per_image:.2f} labels per image)")
-        log.info(f"OOF macro-F1 of {source} with per-class cut-offs (fitted in-sample): {summary['oof_macro_f1']:.4f}")
-        if "test_macro_f1" in summary:
-            log.info(
-                f"synthetic test macro-F1 (hidden labels): {summary['test_macro_f1']:.4f}  (predicting the most "
-                f"frequent class for every image: {summary['test_macro_f1_most_frequent_class']:.4f})"
-            )
+        options = thresholds.RuleOptions(
+            shrink=args.shrink, min_positives=args.min_positives, at_least_one=args.at_least_one
+        )
+        summary, out = write_submission(
+            args.out, args.oof_dir, args.folds_dir, args.data, options, args.source, args.rule
+        )
+        report(summary, out)
         if args.submit:
             check_pair(out)
-            log.info(upload(out, args.message or f"{source}: OOF macro-F1 {summary['oof_macro_f1']:.4f}"))
+            message = (
+                args.message
+                or f"{summary['source']} {summary['rule']}: nested OOF macro-F1 {summary['nested_macro_f1']:.4f}"
+            )
+            log.info(submit(out, message, args.competition, args.dry_run))
 
 
 if __name__ == "__main__":

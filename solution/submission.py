@@ -1,32 +1,35 @@
-"""The submission file: per-class cut-offs fitted on OOF predictions, applied to test, validated, uploaded.
+"""The submission: pick a candidate and a threshold rule by honest estimates, apply them to test, validate.
 
-``write_submission`` writes ``Id,Predicted`` with exactly the Ids and order of
-``sample_submission.csv`` (validated before it replaces anything) and a JSON
-sidecar with the source, the cut-offs and the OOF macro-F1 estimate; where the
-dataset ships hidden test labels (the synthetic demo) the sidecar holds the
-test macro-F1 too.
+The candidates are every experiment under oof/, the stack, and the blends of
+``solution.blend`` (plain mean, rank mean, hill-climbed weights). For each
+candidate and rule, ``solution.estimates`` reports the in-sample OOF macro-F1
+and the nested one (cut-offs and blend weights fitted on four folds, scored on
+the fifth). The pick is the best nested figure unless ``--source`` / ``--rule``
+say otherwise. ``write_submission`` writes ``Id,Predicted`` with exactly the Ids
+and order of ``sample_submission.csv`` and a JSON sidecar (source, rule,
+cut-offs, estimates, labels per image), both only after every check passed.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from solution import thresholds
+from solution import blend, estimates, thresholds
 from solution.classes import NUM_CLASSES
 from solution.data.layout import parse_target, read_rows, read_sample_submission
 from solution.errors import ArtifactError, ConfigError
 from solution.fileio import atomic_path, file_hash, read_json
 from solution.metrics import macro_f1
-from solution.predictions import STACK_NAME, list_experiments, load_aligned
+from solution.predictions import STACK_NAME, Aligned, list_experiments, load_aligned
 
-COMPETITION = "human-protein-atlas-image-classification"
+log = logging.getLogger(__name__)
 
 
 def format_labels(pred: np.ndarray) -> list[str]:
@@ -42,32 +45,6 @@ def validate_submission(path: Path, sample_path: Path) -> None:
     for line, _, text in rows:
         if text:
             parse_target(text, f"{path}:{line}")
-
-
-def upload(path: Path, message: str) -> str:
-    """Submit with the official Kaggle client (needs ``pip install kaggle`` and ~/.kaggle/kaggle.json)."""
-    if shutil.which("kaggle") is None:
-        raise ArtifactError(
-            "--submit needs the Kaggle client: `pip install kaggle` and an API token in ~/.kaggle/kaggle.json"
-        )
-    cmd = ["kaggle", "competitions", "submit", "-c", COMPETITION, "-f", str(path), "-m", message]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise ArtifactError(f"Kaggle upload failed ({' '.join(cmd)}): {result.stderr.strip() or result.stdout.strip()}")
-    return result.stdout.strip()
-
-
-def default_source(oof_dir: Path) -> str:
-    if (oof_dir / STACK_NAME / "manifest.json").is_file():
-        return STACK_NAME
-    experiments = list_experiments(oof_dir)
-    if not experiments:
-        raise ArtifactError(
-            f"no predictions in {oof_dir}/: run scripts/train_folds.sh (and python -m solution.stack) first"
-        )
-    raise ArtifactError(
-        f"no stack in {oof_dir}/: run python -m solution.stack, or pick --source from {', '.join(experiments)}"
-    )
 
 
 def _most_frequent_class_f1(hidden: np.ndarray, train_labels: np.ndarray) -> float:
@@ -100,31 +77,99 @@ def check_pair(out: Path) -> dict[str, Any]:
     return summary
 
 
-def write_submission(source: str, out: Path, oof_dir: Path, folds_dir: Path, data_dir: Path | None) -> dict[str, Any]:
-    """Write the submission and its sidecar; returns the sidecar's content.
+def load_candidates(oof_dir: Path, folds_dir: Path, data_dir: Path | None) -> tuple[Aligned, list[blend.Candidate]]:
+    """Every experiment under oof/, its blends, and the stack where there is one, aligned to the folds."""
+    names = list_experiments(oof_dir)
+    if not names:
+        raise ArtifactError(f"no predictions in {oof_dir}/: run scripts/train_folds.sh (and python -m solution.stack)")
+    has_stack = (oof_dir / STACK_NAME / "manifest.json").is_file()
+    loaded = load_aligned(names + [STACK_NAME] * has_stack, oof_dir, folds_dir, data_dir)
+    experiments = loaded.preds[: len(names)]
+    oofs = [p.oof_probs for p in experiments]
+    cands = blend.candidates(names, oofs, [p.test_probs for p in experiments], loaded.labels)
+    if has_stack:
+        stacked = loaded.preds[-1]
+        cands.append(blend.Candidate(STACK_NAME, stacked.oof_probs, stacked.test_probs))
+    return loaded, cands
+
+
+@dataclass(frozen=True)
+class Choice:
+    candidate: blend.Candidate
+    rule: str
+    row: pd.Series  # its line of the estimates table
+    table: pd.DataFrame  # every candidate x rule
+    why: str
+
+
+def choose(
+    cands: list[blend.Candidate],
+    labels: np.ndarray,
+    fold: np.ndarray,
+    options: thresholds.RuleOptions,
+    source: str | None = None,
+    rule: str | None = None,
+) -> Choice:
+    """The candidate and rule with the best nested macro-F1, among those ``source`` and ``rule`` allow."""
+    by_name = {c.name: c for c in cands}
+    if source is not None and source not in by_name:
+        raise ArtifactError(f"no candidate named {source!r}; available: {', '.join(by_name)}")
+    rules = (thresholds.check_rule(rule),) if rule else tuple(thresholds.RULES)
+    pool = [by_name[source]] if source else cands
+    table = estimates.estimate_table(pool, labels, fold, rules, options)
+    row = estimates.pick_best(table)
+    told = " and ".join(f"{what} {value}" for what, value in (("--source", source), ("--rule", rule)) if value)
+    why = f"as told by {told}" if told else f"the best nested macro-F1 of {len(pool)} candidates x {len(rules)} rules"
+    return Choice(by_name[row["candidate"]], row["rule"], row, table, why)
+
+
+def write_submission(
+    out: Path | None,
+    oof_dir: Path,
+    folds_dir: Path,
+    data_dir: Path | None,
+    options: thresholds.RuleOptions,
+    source: str | None = None,
+    rule: str | None = None,
+) -> tuple[dict[str, Any], Path]:
+    """Pick, fit, apply and write the submission (``out``, default ``submissions/<picked>.csv``) and its sidecar;
+    returns the sidecar's content and the submission's path.
 
     Everything, the hidden-label score included, is computed before either file is replaced.
     """
-    check_out(out)
-    loaded = load_aligned([source], oof_dir, folds_dir, data_dir)
-    preds, dataset = loaded.preds[0], loaded.dataset
-    cutoffs, scores = thresholds.fit_with_scores(preds.oof_probs, loaded.labels)
-    test_pred = thresholds.apply(preds.test_probs, cutoffs)
+    if out is not None:
+        check_out(out)
+    loaded, cands = load_candidates(oof_dir, folds_dir, data_dir)
+    labels, dataset = loaded.labels, loaded.dataset
+    choice = choose(cands, labels, loaded.folds.fold, options, source, rule)
+    cand = choice.candidate
+    out = out or Path("submissions") / f"{cand.name}.csv"
+    cutoffs = thresholds.fit_rule(choice.rule, thresholds.RuleInput(cand.oof, labels, cand.test), options)
+    test_pred = thresholds.apply(cand.test, cutoffs, options.at_least_one)
     submission = pd.DataFrame({"Id": dataset.test_ids, "Predicted": format_labels(test_pred)})
     summary = {
-        "source": source,
-        "source_dir": str((oof_dir / source).resolve()),
+        "source": cand.name,
+        "rule": choice.rule,
+        "why": choice.why,
+        "options": {
+            "shrink": options.shrink,
+            "min_positives": options.min_positives,
+            "at_least_one": options.at_least_one,
+        },
+        "weights": None if cand.weights is None else dict(zip([p.name for p in loaded.preds], cand.weights.tolist())),
         "folds_hash": loaded.folds.hash,
         "thresholds": [float(c) for c in cutoffs],
-        "oof_macro_f1": float(scores.mean()),
-        "oof_macro_f1_note": "per-class cut-offs fitted on the same OOF rows: an optimistic estimate",
+        "oof_macro_f1": float(choice.row["in_sample_macro_f1"]),
+        "nested_macro_f1": float(choice.row["nested_macro_f1"]),
         "test_images": len(submission),
         "test_images_without_label": int((test_pred.sum(axis=1) == 0).sum()),
         "mean_labels_per_test_image": float(test_pred.sum() / len(test_pred)),
+        "mean_labels_per_train_image": float(labels.sum() / len(labels)),
+        "estimates": choice.table.to_dict(orient="records"),
     }
     hidden = dataset.test_labels()
     if hidden is not None:
         summary["test_macro_f1"] = macro_f1(hidden, test_pred)
-        summary["test_macro_f1_most_frequent_class"] = _most_frequent_class_f1(hidden, loaded.labels)
+        summary["test_macro_f1_most_frequent_class"] = _most_frequent_class_f1(hidden, labels)
     write_pair(out, submission, summary, dataset.root / "sample_submission.csv")
-    return summary
+    return summary, out

@@ -83,9 +83,8 @@ def test_a_submission_and_a_sidecar_that_disagree_are_not_uploaded(trained, monk
     make_submission.main(["--source", "tiny_effnet"])
     csv = trained / "submissions" / "tiny_effnet.csv"
     csv.write_text(csv.read_text().replace("\n", "\r\n"))  # e.g. killed between the two renames
-    monkeypatch.setattr(
-        make_submission, "write_submission", lambda *a: json.loads(csv.with_suffix(".json").read_text())
-    )
+    sidecar = json.loads(csv.with_suffix(".json").read_text())
+    monkeypatch.setattr(make_submission, "write_submission", lambda *a: (sidecar, csv))
     with pytest.raises(SystemExit, match="is not the file .*tiny_effnet.json describes"):
         make_submission.main(["--source", "tiny_effnet", "--submit"])
 

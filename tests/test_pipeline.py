@@ -15,6 +15,7 @@ from solution.config import load_config
 from solution.errors import ArtifactError
 from solution.runs import assemble
 from solution.splits import open_matching_dataset, read_folds
+from solution.thresholds import RULES
 
 
 def test_end_to_end(trained, tiny_dataset_master, capsys):
@@ -49,13 +50,22 @@ def test_end_to_end(trained, tiny_dataset_master, capsys):
     printed = capsys.readouterr().out
     assert printed.count("cut-off ") == 28 and "OOF macro-F1 with these cut-offs" in printed
 
+    capsys.readouterr()
     make_submission.main([])
-    sub = pd.read_csv(trained / "submissions" / "stack.csv", dtype=str, keep_default_na=False)
+    (written,) = (trained / "submissions").glob("*.json")
+    sidecar = json.loads(written.read_text())
+    sub = pd.read_csv(written.with_suffix(".csv"), dtype=str, keep_default_na=False)
     sample = pd.read_csv(tiny_dataset_master / "sample_submission.csv", dtype=str)
-    assert sub["Id"].tolist() == sample["Id"].tolist()
-    sidecar = json.loads((trained / "submissions" / "stack.json").read_text())
+    assert sub["Id"].tolist() == sample["Id"].tolist() and written.stem == sidecar["source"]
     assert len(sidecar["thresholds"]) == 28 and 0 <= sidecar["test_macro_f1"] <= 1
-    assert "synthetic test macro-F1" in capsys.readouterr().out
+    candidates = {"tiny_effnet", "tiny_convnext", "mean", "rank_mean", "hill_climb", "stack"}
+    assert {(r["candidate"], r["rule"]) for r in sidecar["estimates"]} == {(c, r) for c in candidates for r in RULES}
+    best = max(sidecar["estimates"], key=lambda r: r["nested_macro_f1"])
+    assert sidecar["nested_macro_f1"] == best["nested_macro_f1"]
+    assert {"source", "rule", "oof_macro_f1", "nested_macro_f1", "mean_labels_per_test_image"} <= set(sidecar)
+    printed = capsys.readouterr().out
+    assert f"picked {sidecar['source']} with rule {sidecar['rule']}" in printed and "labels per image" in printed
+    assert "synthetic test macro-F1" in printed
 
 
 def test_finished_fold_is_skipped_and_killed_fold_resumes(trained, monkeypatch, capsys):
@@ -108,12 +118,12 @@ def test_predictions_from_other_folds_are_refused(trained, tiny_dataset_master):
 
 
 def test_unknown_source_lists_available(trained):
-    with pytest.raises(SystemExit, match="no predictions named 'nope' in oof/; available: tiny_convnext, tiny_effnet"):
+    available = "tiny_convnext, tiny_effnet, mean, rank_mean, hill_climb"
+    with pytest.raises(SystemExit, match=f"no candidate named 'nope'; available: {available}"):
         make_submission.main(["--source", "nope"])
-    with pytest.raises(SystemExit, match="no stack in oof/"):
-        make_submission.main([])
-    make_submission.main(["--source", "tiny_effnet"])
-    assert (trained / "submissions" / "tiny_effnet.csv").is_file()
+    make_submission.main(["--source", "tiny_effnet", "--rule", "prior"])
+    sidecar = json.loads((trained / "submissions" / "tiny_effnet.json").read_text())
+    assert (sidecar["source"], sidecar["rule"]) == ("tiny_effnet", "prior") and "as told by" in sidecar["why"]
 
 
 def test_config_typo_exits_with_the_key(trained):

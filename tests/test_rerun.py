@@ -26,7 +26,7 @@ def run_pipeline(root: Path, data: Path) -> None:
             train.main(["--config", f"configs/{name}.yaml"])
             predict.main(["--config", f"configs/{name}.yaml"])
         stack.main([])
-        make_submission.main([])
+        make_submission.main(["--source", "stack"])
     finally:
         os.chdir(cwd)
 
@@ -37,7 +37,7 @@ OUTPUTS = ["folds/folds.csv", "oof/tiny_effnet/oof.parquet", "oof/tiny_convnext/
 def test_same_seed_gives_identical_folds_predictions_cutoffs_and_submission(tiny_dataset_master, trained, tmp_path):
     run_pipeline(tmp_path / "again", tiny_dataset_master)
     stack.main([])
-    make_submission.main([])
+    make_submission.main(["--source", "stack"])
     for rel in OUTPUTS:
         assert (trained / rel).read_bytes() == (tmp_path / "again" / rel).read_bytes(), rel
     first = pd.read_json(trained / "submissions" / "stack.json", typ="series")
@@ -74,7 +74,7 @@ TRAIN = ["--config", "configs/tiny_effnet.yaml", "--fold", "0"]
 STAGES = {
     "solution.train": (train.main, [*TRAIN, "--runs-dir", "again"], [*TRAIN, "--runs-dir", "whole"]),
     "solution.stack": (stack.main, [], []),
-    "solution.make_submission": (make_submission.main, [], []),
+    "solution.make_submission": (make_submission.main, ["--source", "stack"], ["--source", "stack"]),
 }
 OUTPUTS_OF = {
     "solution.train": ["{runs}/tiny_effnet/fold0/oof.parquet", "{runs}/tiny_effnet/fold0/test.parquet"],

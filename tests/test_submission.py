@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from solution import submission
-from solution.errors import ArtifactError, KitError
+from solution.errors import KitError
 
 
 def write_sample(path, ids):
@@ -34,33 +34,3 @@ def test_format_labels():
     pred = np.zeros((2, 28), dtype=np.uint8)
     pred[0, [0, 5, 27]] = 1
     assert submission.format_labels(pred) == ["0 5 27", ""]
-
-
-def test_submit_without_kaggle_client_says_what_to_install(tmp_path, monkeypatch):
-    monkeypatch.setattr(submission.shutil, "which", lambda name: None)
-    with pytest.raises(ArtifactError, match="pip install kaggle"):
-        submission.upload(tmp_path / "sub.csv", "msg")
-
-
-def test_submit_calls_kaggle_client(tmp_path, monkeypatch):
-    calls = []
-
-    class Done:
-        returncode, stdout, stderr = 0, "Successfully submitted", ""
-
-    monkeypatch.setattr(submission.shutil, "which", lambda name: "/usr/bin/kaggle")
-    monkeypatch.setattr(submission.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or Done())
-    submission.upload(tmp_path / "sub.csv", "my run")
-    assert calls == [
-        [
-            "kaggle",
-            "competitions",
-            "submit",
-            "-c",
-            "human-protein-atlas-image-classification",
-            "-f",
-            str(tmp_path / "sub.csv"),
-            "-m",
-            "my run",
-        ]
-    ]
