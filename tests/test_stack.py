@@ -1,7 +1,10 @@
+import lightgbm as lgb
 import numpy as np
 import pytest
 
-from solution.stacking import features, fit_predict_class, stack
+from solution import stacking
+from solution.errors import ConfigError
+from solution.stacking import all_features, class_features, stack
 
 
 def auc(scores: np.ndarray, truth: np.ndarray) -> float:
@@ -9,33 +12,73 @@ def auc(scores: np.ndarray, truth: np.ndarray) -> float:
     return float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
 
 
-def test_informative_feature_is_used():
-    rng = np.random.default_rng(0)
-    labels = (rng.random((300, 4)) < 0.3).astype(np.uint8)
-    x = np.clip(labels * 0.6 + rng.random((300, 4)) * 0.5, 0, 1)  # one "experiment": noisy truth
-    fold = np.arange(300) % 5
-    oof, test = stack(x, labels, fold, x[:50], n_jobs=1)
-    assert oof.shape == (300, 4) and test.shape == (50, 4)
-    assert auc(oof[:, 3], labels[:, 3]) > 0.9
+def noisy_truth(n: int, c: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = (rng.random((n, c)) < 0.3).astype(np.uint8)
+    return labels, np.clip(labels * 0.6 + rng.random((2, n, c)) * 0.5, 0, 1)  # two "experiments": noisy truth
+
+
+@pytest.mark.parametrize("features", sorted(stacking.FEATURE_SETS))
+def test_informative_features_are_used(features):
+    labels, x = noisy_truth(400, 4, 0)
+    out = stack(x, labels, np.arange(400) % 5, x[:, :50], features=features)
+    assert out.oof.shape == (400, 4) and out.test.shape == (50, 4) and out.fallback == []
+    assert auc(out.oof[:, 3], labels[:, 3]) > 0.9
 
 
 def test_oof_predictions_are_honest():
     """On pure noise, a stacker that saw its own OOF rows would score far above chance; ours must not."""
     rng = np.random.default_rng(1)
-    labels = (rng.random((400, 8)) < 0.4).astype(np.uint8)
-    x = rng.random((400, 16))
-    oof, _ = stack(x, labels, np.arange(400) % 5, x[:10], n_jobs=1)
-    assert np.mean([auc(oof[:, c], labels[:, c]) for c in range(8)]) == pytest.approx(0.5, abs=0.05)
+    labels = (rng.random((600, 8)) < 0.4).astype(np.uint8)
+    x = rng.random((2, 600, 8))
+    out = stack(x, labels, np.arange(600) % 5, x[:, :10])
+    assert np.mean([auc(out.oof[:, c], labels[:, c]) for c in range(8)]) == pytest.approx(0.5, abs=0.05)
 
 
-def test_class_without_positives_predicts_constant():
-    x = np.random.default_rng(2).random((20, 4))
-    out = fit_predict_class(x, np.zeros(20, dtype=np.uint8), [x[:3]], seed=0, n_jobs=1)
-    np.testing.assert_array_equal(out[0], np.zeros(3))
+def test_rare_class_keeps_the_mean_and_is_reported():
+    labels, x = noisy_truth(200, 3, 2)
+    labels[:, 1] = 0
+    labels[:3, 1] = 1
+    out = stack(x, labels, np.arange(200) % 5, x[:, :7], min_positives=10)
+    assert out.fallback == [1]
+    np.testing.assert_allclose(out.oof[:, 1], x[:, :, 1].mean(0), rtol=1e-6)
+    np.testing.assert_allclose(out.test[:, 1], x[:, :7, 1].mean(0), rtol=1e-6)
 
 
-def test_features_are_experiments_then_their_mean():
+def test_deterministic():
+    labels, x = noisy_truth(300, 3, 3)
+    a, b = (stack(x, labels, np.arange(300) % 5, x[:, :9], seed=4) for _ in range(2))
+    np.testing.assert_array_equal(a.oof, b.oof)
+    np.testing.assert_array_equal(a.test, b.test)
+
+
+def test_features_by_hand():
     a, b = np.full((3, 28), 0.2), np.full((3, 28), 0.6)
-    x = features([a, b])
-    assert x.shape == (3, 84)
-    np.testing.assert_allclose(x[:, 56:], 0.4)
+    a[:, 5] = 0.9
+    x = class_features(np.stack([a, b]), 5)
+    np.testing.assert_allclose(x[0], [0.9, 0.6, 0.75, 0.9, 1.0])  # both, mean, max, labels of the mean > 0.5
+    assert all_features(np.stack([a, b]), 0).shape == (3, 28 * 2 + 28 * 2 + 1)
+
+
+def test_each_matrix_is_binned_once(monkeypatch):
+    """The fold and early-stopping sets are subsets of one Dataset per class (one in all for 'all')."""
+    binned = []
+    original = lgb.Dataset.__init__
+
+    def counting(self, data, *args, **kwargs):
+        binned.append(data is not None)  # a subset is made without data, from its parent's bins
+        original(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(lgb.Dataset, "__init__", counting)
+    labels, x = noisy_truth(200, 3, 5)
+    stack(x, labels, np.arange(200) % 5, x[:, :4], features="all")
+    assert sum(binned) == 1 and len(binned) > 1
+    binned.clear()
+    stack(x, labels, np.arange(200) % 5, x[:, :4], features="class")
+    assert sum(binned) == 3
+
+
+def test_unknown_feature_set():
+    labels, x = noisy_truth(50, 2, 6)
+    with pytest.raises(ConfigError, match="registered: class, all"):
+        stack(x, labels, np.arange(50) % 5, x, features="nope")
