@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from solution.benchmarks import data_hash, train
+from solution.benchmarks import data_hash, stack, thresholds, train
 from solution.cli import user_errors
 
 BENCHES: dict[str, Callable[[], dict[str, float]]] = {
     "train": train.run,
     "data": data_hash.run,
+    "thresholds": thresholds.run,
+    "stack": stack.run,
 }
 
 

@@ -43,6 +43,10 @@ def test_bad_inputs_exit_cleanly(tmp_path, tiny_dataset):
         ("solution.stack",),
         ("solution.thresholds",),
         ("solution.make_submission",),
+        ("solution.make_submission", "--out", "sub.json"),
+        ("solution.report",),
+        ("solution.data.duplicates", "--data", "no_such_dir"),
+        ("solution.data.external", "--csv", "missing.csv", "--out", "ext"),
     ]
     err = run_cases(cases, tmp_path)
     assert "Traceback" not in err, err
