@@ -247,7 +247,7 @@ def _check_disk(plan: Plan, to_write: int, chunks_done: int) -> None:
 
 def _size_text(nbytes: int) -> str:
     power = min(len(_UNITS) - 1, max(0, (nbytes.bit_length() - 1) // 10))
-    return f"{nbytes / 1024**power:,.1f} {_UNITS[power]}"
+    return f"{nbytes:,} B" if power == 0 else f"{nbytes / 1024**power:,.1f} {_UNITS[power]}"
 
 
 def _fill(plan: Plan, todo: list[int], workers: int, record: Callable[[int, Sums], None]) -> None:
