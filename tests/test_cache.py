@@ -1,6 +1,8 @@
 """The pixel cache: contents, resume after a failure or a kill, stale detection, errors, stats, disk check."""
 
+import fcntl
 import json
+import os
 import re
 import signal
 import subprocess
@@ -117,29 +119,55 @@ def test_interrupted_build_resumes_with_only_the_missing_chunks(ds, cache_dir, m
 KILL_SCRIPT = """
 import os, signal, sys
 from solution.data import cache
-from solution.data.layout import open_dataset, read_image
+from solution.data.layout import open_dataset
 
-decoded = 0
-def read_or_die(paths, size):
-    global decoded
-    if decoded == int(sys.argv[3]):
+data, cache_dir, workers, target, after = sys.argv[1:]
+real = getattr(cache, target)
+calls = 0
+def call_or_die(*args):
+    global calls
+    if calls == int(after):
         os.kill(os.getpid(), signal.SIGKILL)
-    decoded += 1
-    return read_image(paths, size)
+    calls += 1
+    return real(*args)
 
-cache.read_image = read_or_die
-ds = open_dataset(sys.argv[1])
-cache.load_images(ds, "train", ds.train_ids, {size}, sys.argv[2], workers=1, chunk_size={chunk})
+setattr(cache, target, call_or_die)
+ds = open_dataset(data)
+cache.load_images(ds, "train", ds.train_ids, {size}, cache_dir, workers=int(workers), chunk_size={chunk})
 """
 
 
-def test_killed_build_leaves_only_its_named_partial_and_resumes(ds, cache_dir, monkeypatch):
+def lock_frees_within(folder: Path, seconds: float) -> bool:
+    """Whether the cache folder's lock can be taken within ``seconds``."""
+    fd = os.open(folder, os.O_RDONLY)
+    deadline = time.monotonic() + seconds
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.05)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize(
+    "workers, target, after",
+    [(1, "read_image", 2 * CHUNK + 3), (2, "_write_progress", 3)],  # mid-chunk; after the 2nd chunk's record
+    ids=["in-process", "worker-processes"],
+)
+def test_killed_build_leaves_only_its_named_partial_and_resumes(ds, cache_dir, monkeypatch, workers, target, after):
     script = KILL_SCRIPT.format(size=SIZE, chunk=CHUNK)
-    run = subprocess.run([sys.executable, "-c", script, str(ds.root), str(cache_dir), str(2 * CHUNK + 3)], check=False, cwd=ROOT)
+    args = [str(ds.root), str(cache_dir), str(workers), target, str(after)]
+    run = subprocess.run([sys.executable, "-c", script, *args], check=False, cwd=ROOT)
     assert run.returncode == -signal.SIGKILL
+    assert lock_frees_within(cache_dir, 10)  # orphaned workers end with their parent
     p = plan(ds, cache_dir)
     assert names(cache_dir) == {p.partial.name, p.progress.name}  # no hidden temporary files
-    assert done_chunks(p) == {0, 1}
+    assert len(done_chunks(p)) == 2
 
     decodes = patch_decodes(monkeypatch)
     np.testing.assert_array_equal(build(ds, cache_dir), decoded(ds))

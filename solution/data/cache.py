@@ -30,6 +30,8 @@ import math
 import os
 import shutil
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -111,7 +113,14 @@ def _identity(paths: tuple[Path, ...]) -> str:
     return " ".join(parts)
 
 
-def make_plan(dataset: Dataset, split: str, ids: list[str], size: int, cache_dir: Path | str = "cache", chunk_size: int = CHUNK_SIZE) -> Plan:
+def make_plan(
+    dataset: Dataset,
+    split: str,
+    ids: list[str],
+    size: int,
+    cache_dir: Path | str = "cache",
+    chunk_size: int = CHUNK_SIZE,
+) -> Plan:
     """Stat every source file (once) and name the cache of ``ids`` at ``size``."""
     paths = [dataset.image_paths(split, i) for i in ids]
     identities = [_identity(p) for p in paths]
@@ -130,7 +139,14 @@ def make_plan(dataset: Dataset, split: str, ids: list[str], size: int, cache_dir
 
 
 def load_images(
-    dataset: Dataset, split: str, ids: list[str], size: int, cache_dir: Path | str = "cache", *, workers: int | None = None, chunk_size: int = CHUNK_SIZE
+    dataset: Dataset,
+    split: str,
+    ids: list[str],
+    size: int,
+    cache_dir: Path | str = "cache",
+    *,
+    workers: int | None = None,
+    chunk_size: int = CHUNK_SIZE,
 ) -> np.ndarray:
     """(N, size, size, 4) uint8 array of ``ids`` (read-only memmap), building the cache if needed."""
     plan = make_plan(dataset, split, ids, size, cache_dir, chunk_size)
@@ -139,7 +155,14 @@ def load_images(
 
 
 def stain_stats(
-    dataset: Dataset, split: str, ids: list[str], size: int, cache_dir: Path | str = "cache", *, workers: int | None = None, chunk_size: int = CHUNK_SIZE
+    dataset: Dataset,
+    split: str,
+    ids: list[str],
+    size: int,
+    cache_dir: Path | str = "cache",
+    *,
+    workers: int | None = None,
+    chunk_size: int = CHUNK_SIZE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-stain (R, G, B, Y) mean and std of the cached pixels on the 0..255 scale, building the cache if needed."""
     plan = make_plan(dataset, split, ids, size, cache_dir, chunk_size)
@@ -186,7 +209,12 @@ def _build(plan: Plan, workers: int) -> None:
     if not plan.partial.is_file():
         np.lib.format.open_memmap(plan.partial, mode="w+", dtype=np.uint8, shape=plan.shape)  # sparse until filled
         _write_progress(plan, done)
-    bar = tqdm(total=len(plan.paths), initial=len(plan.paths) - todo_images, unit="img", desc=f"caching {plan.split} at {plan.size} px")
+    bar = tqdm(
+        total=len(plan.paths),
+        initial=len(plan.paths) - todo_images,
+        unit="img",
+        desc=f"caching {plan.split} at {plan.size} px",
+    )
 
     def record(k: int, sums: Sums) -> None:
         done[k] = {"files": plan.fingerprints[k], "sum": sums[0], "sumsq": sums[1]}
@@ -235,7 +263,11 @@ def _write_progress(plan: Plan, done: dict[int, dict]) -> None:
 def _check_disk(plan: Plan, to_write: int, chunks_done: int) -> None:
     """Say what the build writes; refuse, before writing anything, when the disk lacks the room."""
     n = len(plan.paths)
-    resumed = f" ({chunks_done} of {len(plan.fingerprints)} chunks done, {_size_text(to_write)} to write)" if chunks_done else ""
+    resumed = (
+        f" ({chunks_done} of {len(plan.fingerprints)} chunks done, {_size_text(to_write)} to write)"
+        if chunks_done
+        else ""
+    )
     print(f"{plan.split} at {plan.size} px: {n:,} images, {_size_text(n * plan.image_bytes)}{resumed} -> {plan.final}")
     free = shutil.disk_usage(plan.cache_dir).free
     if to_write > free:
@@ -258,7 +290,7 @@ def _fill(plan: Plan, todo: list[int], workers: int, record: Callable[[int, Sums
         for k, task in tasks.items():
             record(k, _decode_chunk(*task))
         return
-    pool = ProcessPoolExecutor(workers, initializer=_init_worker)
+    pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(os.getpid(),))
     try:
         futures = {pool.submit(_decode_chunk, *task): k for k, task in tasks.items()}
         for future in as_completed(futures):
@@ -273,8 +305,17 @@ def _chunk_task(plan: Plan, offset: int, k: int) -> tuple[Path, int, list[tuple[
     return plan.partial, offset + rows.start * plan.image_bytes, plan.paths[rows.start : rows.stop], plan.size
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
     cv2.setNumThreads(1)  # the processes are the parallelism; OpenCV's own threads would oversubscribe
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker once its parent is gone (killed, say): an idle worker waits on the task queue
+    forever, and a forked one would hold the cache folder's lock and block the build that resumes."""
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    os._exit(1)
 
 
 def _decode_chunk(partial: Path, offset: int, paths: list[tuple[Path, ...]], size: int) -> Sums:
@@ -309,7 +350,9 @@ def _finish(plan: Plan, done: dict[int, dict]) -> None:
     squares = [sum(done[k]["sumsq"][c] for k in done) for c in range(len(STAINS))]
     mean = [s / n for s in sums]
     std = [math.sqrt((q * n - s * s) / (n * n)) for s, q in zip(sums, squares)]  # exact integers until the division
-    atomic_write_json(plan.stats, {"stains": list(STAINS), "images": len(plan.paths), "size": plan.size, "mean": mean, "std": std})
+    atomic_write_json(
+        plan.stats, {"stains": list(STAINS), "images": len(plan.paths), "size": plan.size, "mean": mean, "std": std}
+    )
     os.replace(plan.partial, plan.final)
     plan.progress.unlink()
 
@@ -331,9 +374,13 @@ def main(argv: list[str] | None = None) -> None:
         description="Decode every image of a dataset once into a resized uint8 memmap per split, with per-stain mean and std. "
         "A killed build resumes where it stopped.",
     )
-    parser.add_argument("--data", type=Path, required=True, help="dataset directory (train.csv, train/, test/, sample_submission.csv)")
+    parser.add_argument(
+        "--data", type=Path, required=True, help="dataset directory (train.csv, train/, test/, sample_submission.csv)"
+    )
     parser.add_argument("--size", type=_positive_int, required=True, help="side of the cached images in pixels")
-    parser.add_argument("--workers", type=_positive_int, default=None, help="decoding processes (default: the number of CPU cores)")
+    parser.add_argument(
+        "--workers", type=_positive_int, default=None, help="decoding processes (default: the number of CPU cores)"
+    )
     parser.add_argument("--cache-dir", type=Path, default=Path("cache"))
     parser.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS))
     args = parser.parse_args(argv)
@@ -343,7 +390,9 @@ def main(argv: list[str] | None = None) -> None:
             plan = make_plan(dataset, split, _split_ids(dataset, split), args.size, args.cache_dir)
             ensure_cache(plan, args.workers)
             mean, std = read_stats(plan)
-            print(f"{split}: {plan.final}\n  mean R,G,B,Y {np.round(mean, 2).tolist()}  std {np.round(std, 2).tolist()}")
+            print(
+                f"{split}: {plan.final}\n  mean R,G,B,Y {np.round(mean, 2).tolist()}  std {np.round(std, 2).tolist()}"
+            )
     except KitError as exc:
         sys.exit(f"error: {exc}")
 
