@@ -158,6 +158,8 @@ def open_dataset(root: Path | str) -> Dataset:
 
 def _stain_plane(img: np.ndarray, stain: str, path: Path) -> np.ndarray:
     """One 8-bit plane from a decoded image: grey as is, colour reduced to the stain's colour."""
+    if img.ndim == 2 and img.dtype == np.uint8:
+        return img  # the competition's own PNGs: no copy (the cache build decodes every image once)
     if img.ndim == 3:
         b, g, r = (img[..., i].astype(np.float32) for i in range(3))  # OpenCV decodes as BGR
         plane = {"red": r, "green": g, "blue": b, "yellow": (r + g) / 2}[stain]
