@@ -305,17 +305,26 @@ def _chunk_task(plan: Plan, offset: int, k: int) -> tuple[Path, int, list[tuple[
     return plan.partial, offset + rows.start * plan.image_bytes, plan.paths[rows.start : rows.stop], plan.size
 
 
-def _init_worker(parent: int) -> None:
+def _init_worker(build: int) -> None:
     cv2.setNumThreads(1)  # the processes are the parallelism; OpenCV's own threads would oversubscribe
-    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    threading.Thread(target=_exit_after, args=(build, os.getppid()), daemon=True).start()
 
 
-def _exit_with_parent(parent: int) -> None:
-    """End this worker once its parent is gone (killed, say): an idle worker waits on the task queue
-    forever, and a forked one would hold the cache folder's lock and block the build that resumes."""
-    while os.getppid() == parent:
+def _exit_after(build: int, parent: int) -> None:
+    """End this worker once the build process is gone (killed, say): an idle worker would wait on the
+    task queue forever, and a forked one holds the cache folder's lock. The worker's parent is the
+    build (fork, spawn: the worker is reparented when it dies) or a forkserver, which outlives it."""
+    while os.getppid() == parent and _exists(build):
         time.sleep(0.2)
     os._exit(1)
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _decode_chunk(partial: Path, offset: int, paths: list[tuple[Path, ...]], size: int) -> Sums:
