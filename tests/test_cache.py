@@ -182,9 +182,10 @@ def rewrite(path: Path, value: int) -> None:
     cv2.imwrite(str(path), np.full(shape, value, np.uint8))
 
 
-def test_edited_image_rebuilds_the_cache_and_removes_the_old_one(ds, cache_dir):
+def test_edited_image_rebuilds_the_cache_and_removes_the_old_ones(ds, cache_dir):
     before = np.array(build(ds, cache_dir))
     old = plan(ds, cache_dir)
+    (cache_dir / f"{old.stem}.npy").write_bytes(b"the earlier cache's name for these images")
     rewrite(ds.image_paths("train", ds.train_ids[7])[1], 200)
     after = build(ds, cache_dir)
     assert (after[7, ..., 1] == 200).all()
@@ -230,12 +231,13 @@ def test_missing_image_file_is_named_before_anything_is_written(ds, cache_dir):
     assert not (cache_dir / "cache").exists()
 
 
-def test_abandoned_partial_of_other_data_is_removed(ds, cache_dir, monkeypatch):
+def test_abandoned_partials_and_the_old_caches_leftovers_are_removed(ds, cache_dir, monkeypatch):
     patch_decodes(monkeypatch, fail_at=CHUNK + 1)
     with pytest.raises(RuntimeError):
         build(ds, cache_dir)
     abandoned = plan(ds, cache_dir)
     assert abandoned.partial.exists()
+    (cache_dir / f".{abandoned.stem}.npy.x8k2m1.tmp").write_bytes(b"killed before the resumable cache")
     patch_decodes(monkeypatch)
     build(ds, cache_dir, split="test")
     test_plan = make_plan(ds, "test", ds.test_ids, SIZE, cache_dir, CHUNK)
@@ -282,3 +284,23 @@ def test_main_builds_every_split_and_reports_user_errors_without_traceback(tiny_
     assert len(list(cache_dir.glob("*.stats.json"))) == 2
     with pytest.raises(SystemExit, match="^error: dataset directory not found"):
         cache.main(["--data", str(cache_dir / "none"), "--size", str(SIZE)])
+
+
+def test_benchmark_runs_on_a_tiny_dataset(monkeypatch, capsys):
+    from solution.benchmarks import data_cache
+
+    tiny = {
+        "FIELDS": 4,
+        "IMAGES": 24,
+        "SOURCE_SIZE": 32,
+        "CACHE_SIZE": 16,
+        "BASELINE_IMAGES": 8,
+        "BATCH": 4,
+        "BUILDS": 1,
+    }
+    for name, value in tiny.items():
+        monkeypatch.setattr(data_cache, name, value)
+    figures = data_cache.run(workers=2)
+    assert set(figures) == {"cache_build_ratio", "cache_read_speedup"}
+    assert all(np.isfinite(v) and v > 0 for v in figures.values())
+    assert "cache build, 2 workers" in capsys.readouterr().out

@@ -227,9 +227,11 @@ def _build(plan: Plan, workers: int) -> None:
 
 
 def _remove_leftovers(plan: Plan) -> None:
-    """Remove abandoned partial builds and the caches this one supersedes (same data, older files)."""
+    """Remove abandoned partial builds and the caches this one supersedes (same data, older files),
+    including those of the kit's earlier cache: ``{stem}.npy`` and its builds' hidden temporary files."""
     ours = {plan.partial, plan.progress, plan.final, plan.stats}
-    for pattern in ("*.partial.npy", "*.partial.json", f"{plan.stem}-*.npy", f"{plan.stem}-*.stats.json"):
+    superseded = (f"{plan.stem}-*.npy", f"{plan.stem}-*.stats.json", f"{plan.stem}.npy")
+    for pattern in ("*.partial.npy", "*.partial.json", ".*.npy.*.tmp", *superseded):
         for path in plan.cache_dir.glob(pattern):
             if path not in ours:
                 path.unlink()
