@@ -1,1 +1,4 @@
-"""Benchmarks of the kit's stages: each module's ``run()`` returns its figures, ratios measured in one run."""
+"""Benchmarks, one module per stage, each with ``run() -> dict[str, float]``.
+
+``python -m solution.bench STAGE`` runs one and prints its figures as name=value lines.
+"""

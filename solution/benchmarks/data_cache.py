@@ -122,7 +122,7 @@ def run(workers: int = 2) -> dict[str, float]:
 
 def main() -> None:
     for name, value in run().items():
-        print(f"{name}={value:.2f}")
+        print(f"{name}={value:.4g}")
 
 
 if __name__ == "__main__":
