@@ -34,7 +34,6 @@ def setup_logging() -> None:
     logger = logging.getLogger("solution")
     if not any(isinstance(h, _StdoutHandler) for h in logger.handlers):
         logger.addHandler(_StdoutHandler())
-    logger.propagate = False
     logger.setLevel(logging.INFO if int(os.environ.get("RANK", "0")) == 0 else logging.WARNING)
 
 

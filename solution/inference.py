@@ -10,11 +10,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from solution.config import ExperimentConfig
-from solution.data.batch import BatchTransform, StainStats
+from solution.data.batch import BatchTransform
 from solution.data.cache import load_images
 from solution.data.channels import channel_matrix
 from solution.data.layout import Dataset
 from solution.data.loader import make_loader
+from solution.data.stats import StainStats
 from solution.predictions import probs_frame
 from solution.runs import write_fold_predictions
 from solution.splits import Folds

@@ -22,8 +22,8 @@ from torch import nn
 from solution.classes import PROB_COLUMNS
 from solution.cli import add_data_args
 from solution.config import ExperimentConfig, add_override_args, load_config, overrides_from_args
-from solution.data.batch import StainStats
 from solution.data.layout import Dataset
+from solution.data.stats import StainStats
 from solution.errors import ArtifactError
 from solution.fileio import atomic_path, atomic_write_json, atomic_write_parquet, read_json, run_info
 from solution.ids import align, check_same_ids

@@ -39,12 +39,13 @@ from tqdm import tqdm
 
 from solution import thresholds
 from solution.config import ExperimentConfig, save_config
-from solution.data.batch import BatchTransform, StainStats, stats_of_images
-from solution.data.cache import load_images
+from solution.data.batch import BatchTransform
+from solution.data.cache import load_images, stain_stats
 from solution.data.channels import channel_matrix
 from solution.data.layout import Dataset
 from solution.data.loader import make_loader
 from solution.data.sampler import oversampling_sampler
+from solution.data.stats import StainStats
 from solution.data.transforms import preset, train_transform
 from solution.distributed import Context, mean_over_ranks
 from solution.fileio import atomic_write_json, atomic_write_text, exclusive, read_json
@@ -312,7 +313,7 @@ def _train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, fold: int
         load_images(dataset, "train", dataset.train_ids, cfg.image_size)  # build the cache once, not once per rank
     ctx.barrier()
     seed_everything(cfg.seed + fold)
-    stats = stats_of_images(load_images(dataset, "train", dataset.train_ids, cfg.image_size))
+    stats = stain_stats(dataset, "train", dataset.train_ids, cfg.image_size)  # computed with the cache, once
     train_loader, val_loader = _loaders(cfg, dataset, folds, fold, ctx)
     engine = _engine(cfg, stats, max(1, len(train_loader) // cfg.accumulate), ctx)
     progress = _resume(out / "last.pt", cfg, folds, engine)

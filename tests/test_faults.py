@@ -5,13 +5,16 @@ import json
 import os
 import shutil
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
 
 from solution import folds, make_submission, stack, train
 from solution.config import build_config
-from solution.errors import ArtifactError, ConfigError
+from solution.data.cache import load_images
+from solution.data.layout import open_dataset, read_labels_csv, stain_plane
+from solution.errors import ArtifactError, ConfigError, DatasetError
 from solution.fileio import atomic_write_text
 from solution.predictions import probs_frame, read_predictions, write_predictions
 from solution.splits import Folds, ensure_folds, read_folds
@@ -147,3 +150,64 @@ def test_folds_cli_keeps_existing_folds_when_no_setting_is_given(trained, tiny_d
     before = read_folds("folds").hash
     folds.main(["--data", str(tiny_dataset_master)])
     assert read_folds("folds").hash == before
+
+
+def test_two_files_for_one_stain_are_refused_naming_both(tiny_dataset):
+    image_id = (tiny_dataset / "train.csv").read_text().splitlines()[1].split(",")[0]
+    shutil.copy(tiny_dataset / "train" / f"{image_id}_green.png", tiny_dataset / "train" / f"{image_id}_green.jpg")
+    with pytest.raises(
+        DatasetError, match=f"two files for one stain: .*{image_id}_green.(png|jpg) and .*{image_id}_green"
+    ):
+        open_dataset(tiny_dataset)
+
+
+@pytest.mark.parametrize("label", ["٣", "²", "3.0", "-1"])
+def test_labels_are_ascii_digits(tmp_path, label):
+    (tmp_path / "train.csv").write_text(f"Id,Target\na,1 {label}\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match=f"train.csv:2: bad label '{label}'"):
+        read_labels_csv(tmp_path / "train.csv")
+
+
+def test_a_csv_in_another_encoding_is_named(tmp_path):
+    (tmp_path / "train.csv").write_bytes("Id,Target\nél,1\n".encode("latin-1"))
+    with pytest.raises(DatasetError, match="train.csv: not UTF-8 text"):
+        read_labels_csv(tmp_path / "train.csv")
+
+
+def test_float_images_in_0_1_are_scaled_and_others_refused(tmp_path):
+    ramp = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    np.testing.assert_array_equal(stain_plane(ramp, "green", "f.tif"), np.rint(ramp * 255).astype(np.uint8))
+    with pytest.raises(DatasetError, match=r"f.tif: a floating-point image must hold values in \[0, 1\]"):
+        stain_plane(ramp * 4, "green", "f.tif")
+
+
+def test_16_bit_images_use_their_range_and_warn_on_12_bit_data(caplog):
+    full = np.full((4, 4), 65535, np.uint16)
+    assert stain_plane(full, "red", "a.png").max() == 255
+    twelve_bit = np.full((4, 4), 4000, np.uint16)
+    with caplog.at_level("WARNING", logger="solution"):
+        out = stain_plane(twelve_bit, "red", "cam.png")
+    assert (
+        out.max() == round(4000 * 255 / 65535) and "cam.png: 16-bit image whose values stay below 4096" in caplog.text
+    )
+
+
+def test_a_float_tiff_caches_its_pixels_not_zeros(tiny_dataset, tmp_path):
+    image_id = (tiny_dataset / "train.csv").read_text().splitlines()[1].split(",")[0]
+    png = tiny_dataset / "train" / f"{image_id}_red.png"
+    pixels = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
+    png.unlink()
+    cv2.imwrite(str(png.with_suffix(".tif")), pixels.astype(np.float32) / 255)
+    dataset = open_dataset(tiny_dataset)
+    images = load_images(dataset, "train", dataset.train_ids, 32, cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(images[dataset.train_ids.index(image_id)][..., 0], pixels)
+
+
+def test_changed_source_images_are_not_read_from_a_stale_cache(tiny_dataset, tmp_path):
+    dataset = open_dataset(tiny_dataset)
+    first = np.array(load_images(dataset, "train", dataset.train_ids, 32, cache_dir=tmp_path / "cache"))
+    for png in (tiny_dataset / "train").glob("*_green.png"):
+        png.write_bytes((tiny_dataset / "train" / png.name.replace("_green", "_blue")).read_bytes())
+    again = load_images(open_dataset(tiny_dataset), "train", dataset.train_ids, 32, cache_dir=tmp_path / "cache")
+    assert not np.array_equal(first[..., 1], again[..., 1])
+    np.testing.assert_array_equal(again[..., 1], again[..., 2])

@@ -125,17 +125,6 @@ def test_csv_with_bom_and_crlf_line_endings(tiny_dataset):
     assert len(open_dataset(tiny_dataset).train_ids) == 40
 
 
-def test_cache_reports_unreadable_image_and_writes_nothing(tiny_dataset, tmp_path):
-    from solution.data.cache import load_images
-
-    ds = open_dataset(tiny_dataset)
-    bad = tiny_dataset / "train" / f"{ds.train_ids[5]}_blue.png"
-    bad.write_bytes(b"")
-    with pytest.raises(DatasetError, match=f"unreadable image: {bad}"):
-        load_images(ds, "train", ds.train_ids, 16, tmp_path / "cache")
-    assert list((tmp_path / "cache").iterdir()) == []
-
-
 def test_hpav18_layout_of_rgb_jpegs_opens(hpav18_dir, tmp_path):
     """External HPAv18 images ({Id}_{stain}.jpg, RGB, 1728-2048 px) go through the same reader."""
     import shutil

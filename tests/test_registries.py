@@ -13,9 +13,9 @@ import torch
 
 from solution import training
 from solution.config import REGISTRIES, add_override_args, build_config
-from solution.data.batch import stats_of_images
 from solution.data.channels import channel_matrix
 from solution.data.loader import make_loader
+from solution.data.stats import stats_of_images
 from solution.data.transforms import train_transform
 from solution.distributed import Context, resolve_device
 from solution.errors import ConfigError

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from solution.data.batch import BatchTransform, StainStats, random_dihedral
+from solution.data.batch import BatchTransform, random_dihedral
 from solution.data.channels import channel_matrix
 from solution.data.dataset import HpaDataset
+from solution.data.stats import StainStats
 from solution.data.transforms import (
     AUGMENTATIONS,
     JitteredGridWarp,

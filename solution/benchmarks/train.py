@@ -23,12 +23,13 @@ import torch
 
 from solution import training
 from solution.config import ExperimentConfig, build_config, load_config
-from solution.data.batch import BatchTransform, stats_of_images
+from solution.data.batch import BatchTransform
 from solution.data.cache import load_images
 from solution.data.channels import channel_matrix
 from solution.data.dataset import HpaDataset
 from solution.data.layout import open_dataset
 from solution.data.loader import make_loader
+from solution.data.stats import stats_of_images
 from solution.data.synthetic import generate
 from solution.data.transforms import AUGMENTATIONS, train_transform
 from solution.distributed import Context, resolve_device

@@ -6,47 +6,17 @@ random dihedral flip/rotation per image (training only), mixes the stains into
 the channel setup's channels and normalises each channel with the statistics
 of that mixed channel. The same code runs on CPU.
 
-Normalisation: with stain mean vector m and stain covariance S (0..255 scale,
-over every pixel of the training images), an input channel c = w . stains has
-mean w . m and variance w S w^T, exactly, whatever the stains' correlation.
-Mixing and normalising are one affine map, applied as one einsum.
+Normalisation: each input channel is normalised with the mean and std of that
+mixed channel over the training pixels (``StainStats.mixed``). Mixing and
+normalising are one affine map, applied as one einsum.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
-from solution.data.layout import STAINS
-
-
-@dataclass(frozen=True)
-class StainStats:
-    """Per-stain mean (4,) and stain covariance (4, 4) of the training pixels, on the 0..255 scale."""
-
-    mean: np.ndarray
-    cov: np.ndarray
-
-    @classmethod
-    def from_moments(cls, count: float, sums: np.ndarray, products: np.ndarray) -> StainStats:
-        """From the pixel count, the per-stain sums (4,) and the sums of stain products (4, 4)."""
-        mean = sums / count
-        return cls(mean=mean, cov=products / count - np.outer(mean, mean))
-
-    def to_dict(self) -> dict[str, list]:
-        return {"stains": list(STAINS), "mean": self.mean.tolist(), "cov": self.cov.tolist()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> StainStats:
-        return cls(mean=np.asarray(d["mean"], dtype=np.float64), cov=np.asarray(d["cov"], dtype=np.float64))
-
-    def mixed(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and std of each channel of a (C, 4) channel setup."""
-        mean = matrix @ self.mean
-        var = np.einsum("cs,st,ct->c", matrix, self.cov, matrix)
-        return mean, np.sqrt(np.maximum(var, 1e-6))
+from solution.data.stats import StainStats
 
 
 def random_dihedral(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -77,14 +47,3 @@ class BatchTransform:
         if dihedral:
             x = random_dihedral(x)
         return x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
-
-
-def stats_of_images(images: np.ndarray, chunk: int = 256) -> StainStats:
-    """Stain statistics of an (N, H, W, 4) uint8 array, streamed in chunks with float64 accumulation."""
-    sums, products, count = np.zeros(4), np.zeros((4, 4)), 0
-    for start in range(0, len(images), chunk):
-        px = np.asarray(images[start : start + chunk], dtype=np.float64).reshape(-1, 4)
-        sums += px.sum(0)
-        products += px.T @ px
-        count += len(px)
-    return StainStats.from_moments(count, sums, products)
