@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: scripts/train_folds.sh [--data DIR] [--jobs N] [CONFIG ...]
+# Usage: scripts/train_folds.sh [--data DIR] [--extra DIR2 ...] [--jobs N] [CONFIG ...]
 #
 # Trains every CONFIG (default: the kit's configs/demo/*.yaml) on every fold and assembles
 # oof/<experiment>/{oof,test}.parquet and manifest.json. Outputs (folds/, runs/, oof/, cache/)
@@ -7,6 +7,8 @@
 # generating it when absent. Folds are made when there are none; folds made from other data are
 # refused (with the command that remakes them). Finished folds are skipped and a killed fold resumes
 # from its last epoch, so the script can simply be run again.
+#   --extra DIR2      an extra training dataset (train.csv and train/, e.g. HPAv18 from
+#                     python -m solution.data.external): on the training side of every fold, never validated
 #   --jobs N          train N folds at once, one process each: each gets its own GPU (from
 #                     CUDA_VISIBLE_DEVICES, or all that torch sees) or, without GPUs, its share of the cores
 #   NPROC_PER_NODE=N  (environment) train each fold on N GPUs (or N CPU processes) through torchrun and DDP
@@ -15,15 +17,18 @@ kit="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [[ -z "${VIRTUAL_ENV:-}" && -x "$kit/.venv/bin/python" ]]; then export PATH="$kit/.venv/bin:$PATH"; fi
 
 data=""
+extra=()
 jobs=1
 configs=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --data) data="${2:?--data needs a directory}"; shift 2 ;;
         --data=*) data="${1#--data=}"; shift ;;
+        --extra) extra+=("${2:?--extra needs a directory}"); shift 2 ;;
+        --extra=*) extra+=("${1#--extra=}"); shift ;;
         --jobs) jobs="${2:?--jobs needs a number}"; shift 2 ;;
         --jobs=*) jobs="${1#--jobs=}"; shift ;;
-        -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         -*) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
         *) configs+=("$1"); shift ;;
     esac
@@ -66,7 +71,11 @@ train_parallel() {
     return $failed
 }
 
-python -m solution.folds --data "$data"
+if [[ ${#extra[@]} -gt 0 ]]; then
+    python -m solution.folds --data "$data" --extra "${extra[@]}"
+else
+    python -m solution.folds --data "$data"
+fi
 for c in "${configs[@]}"; do
     echo "=== $c"
     if [[ "$jobs" -gt 1 ]]; then

@@ -1,6 +1,7 @@
 """Multilabel-stratified K folds: ``python -m solution.folds --data DIR [--n-folds 5 --seed 42 --force]``.
 
-Writes ``folds/folds.csv`` (Id,fold) and ``folds/folds.json``; see ``solution.splits``.
+Writes ``folds/folds.csv`` (Id,fold, and group where ``python -m solution.data.duplicates`` grouped
+duplicates into ``folds/duplicates_groups.csv``) and ``folds/folds.json``; see ``solution.splits``.
 Existing folds made from the same data are kept; folds made from other data are
 refused with the command that remakes them (``--force``).
 """
@@ -22,10 +23,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("folds"), help="folder for folds.csv and folds.json")
     parser.add_argument("--n-folds", type=int, default=None, help="default: the existing folds' or 5")
     parser.add_argument("--seed", type=int, default=None, help="default: the existing folds' or 42")
+    parser.add_argument(
+        "--extra",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="extra training datasets (train.csv and train/, e.g. HPAv18): on the training side of every fold",
+    )
     parser.add_argument("--force", action="store_true", help="replace existing folds")
     args = parser.parse_args(argv)
     with user_errors():
-        ensure_folds(args.data, args.out, args.n_folds, args.seed, args.force)
+        ensure_folds(args.data, args.out, args.n_folds, args.seed, args.force, args.extra)
 
 
 if __name__ == "__main__":

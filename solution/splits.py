@@ -19,9 +19,10 @@ import pandas as pd
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
 from solution.classes import CLASS_NAMES
-from solution.data.layout import Dataset, open_dataset
+from solution.data.duplicates import read_groups
+from solution.data.layout import Dataset, open_dataset, open_train_only
 from solution.errors import ArtifactError, ConfigError
-from solution.fileio import atomic_write_csv, atomic_write_json, read_json
+from solution.fileio import atomic_write_csv, atomic_write_json, file_hash, read_json
 from solution.ids import check_same_ids, positions
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,16 @@ class Folds:
     def data_dir(self) -> Path:
         return Path(self.meta["data_dir"])
 
+    @property
+    def extra(self) -> list[dict[str, Any]]:
+        """The extra training datasets: they join the training side of every fold, never the validation side."""
+        return list(self.meta.get("extra", []))
+
+    @property
+    def data_key(self) -> str:
+        """What the folds hash covers besides the assignment: the labels and every extra dataset's labels."""
+        return "|".join([self.labels_hash, *(e["labels_hash"] for e in self.extra)])
+
     def ids_of(self, k: int) -> list[str]:
         """The validation Ids of fold ``k``, in folds.csv order."""
         return [i for i, f in zip(self.ids, self.fold) if f == k]
@@ -74,17 +85,32 @@ class Folds:
         return np.flatnonzero(f != k), np.flatnonzero(f == k)
 
 
-def make_folds(labels: np.ndarray, n_folds: int = 5, seed: int = 42) -> np.ndarray:
-    """Fold index of each row, from iterative-stratification's scikit-learn-compatible splitter."""
+def make_folds(labels: np.ndarray, n_folds: int = 5, seed: int = 42, groups: np.ndarray | None = None) -> np.ndarray:
+    """Fold of each image from iterative-stratification's scikit-learn-compatible splitter, keeping each group
+    of duplicates in one fold.
+
+    ``groups`` holds a group number per image; an image with a negative number (no twin, as
+    ``solution.data.duplicates`` marks it) is a group of its own, and without groups every image is.
+    Each group is one row for the splitter, labelled with the union of its members' labels.
+    """
+    groups = np.full(len(labels), -1) if groups is None else np.asarray(groups)
+    if groups.shape != (len(labels),):
+        raise ValueError(f"need one group per image: {len(labels)} images, groups of shape {groups.shape}")
+    key = np.where(groups < 0, -1 - np.arange(len(groups)), groups)
+    _, first, member_of = np.unique(key, return_index=True, return_inverse=True)
+    member_of = np.argsort(np.argsort(first))[member_of]  # groups in order of their first image
+    n_groups = len(first)
     if n_folds < 2:
         raise ConfigError(f"--n-folds: need at least 2 folds, got {n_folds}")
-    if len(labels) < n_folds:
-        raise ConfigError(f"--n-folds: cannot make {n_folds} folds from {len(labels)} images")
-    fold = np.full(len(labels), -1, dtype=int)
+    if n_groups < n_folds:
+        raise ConfigError(f"--n-folds: cannot make {n_folds} folds from {n_groups} images (groups of duplicates)")
+    group_labels = np.zeros((n_groups, labels.shape[1]), dtype=np.uint8)
+    np.maximum.at(group_labels, member_of, np.asarray(labels, dtype=np.uint8))
+    group_fold = np.full(n_groups, -1, dtype=int)
     splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    for k, (_, val_idx) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
-        fold[val_idx] = k
-    return fold
+    for k, (_, val_idx) in enumerate(splitter.split(np.zeros(n_groups), group_labels)):
+        group_fold[val_idx] = k
+    return group_fold[member_of]
 
 
 def prevalence_table(labels: np.ndarray, fold: np.ndarray) -> str:
@@ -100,11 +126,18 @@ def prevalence_table(labels: np.ndarray, fold: np.ndarray) -> str:
     return "\n".join(lines)
 
 
-def write_folds(folds_dir: Path | str, ids: list[str], fold: np.ndarray, meta: dict[str, Any]) -> Folds:
-    """Write folds.csv and folds.json (``meta`` gains the folds hash); returns what was written."""
+def write_folds(
+    folds_dir: Path | str, ids: list[str], fold: np.ndarray, meta: dict[str, Any], groups: np.ndarray | None = None
+) -> Folds:
+    """Write folds.csv (with a ``group`` column when duplicates were grouped) and folds.json (``meta`` gains the
+    folds hash); returns what was written."""
     folds_dir = Path(folds_dir)
-    meta = {**meta, "folds_hash": folds_hash(ids, fold, meta["labels_hash"])}
-    atomic_write_csv(folds_dir / "folds.csv", pd.DataFrame({"Id": ids, "fold": fold.astype(int)}))
+    folds = Folds(ids=list(ids), fold=fold.astype(int), meta=meta)
+    meta = {**meta, "folds_hash": folds_hash(ids, fold, folds.data_key)}
+    table = pd.DataFrame({"Id": ids, "fold": fold.astype(int)})
+    if groups is not None:
+        table["group"] = groups
+    atomic_write_csv(folds_dir / "folds.csv", table)
     atomic_write_json(folds_dir / "folds.json", meta)
     return Folds(ids=list(ids), fold=fold.astype(int), meta=meta)
 
@@ -127,7 +160,7 @@ def read_folds(folds_dir: Path | str) -> Folds:
         if key not in meta:
             raise ArtifactError(f"{json_path}: missing key '{key}'")
     folds = Folds(ids=df["Id"].tolist(), fold=df["fold"].to_numpy(int), meta=meta)
-    if folds_hash(folds.ids, folds.fold, folds.labels_hash) != folds.hash:
+    if folds_hash(folds.ids, folds.fold, folds.data_key) != folds.hash:
         raise ArtifactError(
             f"{csv_path} does not match {json_path} (edited by hand?): "
             "remake both with `python -m solution.folds --data DIR --force`"
@@ -156,40 +189,90 @@ def open_matching_dataset(folds: Folds, data_dir: Path | str | None = None) -> D
 
 
 DEFAULT_N_FOLDS, DEFAULT_SEED = 5, 42
+GROUPS_FILE = "duplicates_groups.csv"  # written by ``python -m solution.data.duplicates`` into folds/
 
 
-def ensure_folds(data_dir: Path, folds_dir: Path, n_folds: int | None, seed: int | None, force: bool) -> Folds:
+def extra_entry(root: Path) -> dict[str, Any]:
+    """What folds.json records of an extra training dataset (train.csv and train/ only, e.g. HPAv18)."""
+    extra = open_train_only(root)
+    return {"dir": str(root.resolve()), "labels_hash": labels_hash(extra.train_ids, extra.train_labels)}
+
+
+def open_extras(folds: Folds) -> list[Dataset]:
+    """The extra training datasets of the folds, each checked to be the one the folds were made with."""
+    datasets = []
+    for entry in folds.extra:
+        extra = open_train_only(entry["dir"])
+        if labels_hash(extra.train_ids, extra.train_labels) != entry["labels_hash"]:
+            raise ArtifactError(
+                f"extra dataset {entry['dir']} changed since folds/folds.json was made: remake the folds with "
+                f"`python -m solution.folds --data DIR --extra ... --force` and retrain"
+            )
+        datasets.append(extra)
+    return datasets
+
+
+def _groups(folds_dir: Path, dataset: Dataset) -> tuple[np.ndarray | None, str | None]:
+    """The duplicate groups of the training images and the hash of their file, where duplicates were computed."""
+    path = folds_dir / GROUPS_FILE
+    if not path.is_file():
+        return None, None
+    groups = read_groups(path, dataset.train_ids)
+    sizes = np.unique(groups[groups >= 0], return_counts=True)[1]
+    log.info(
+        f"{path}: {len(sizes)} groups of duplicates hold {int(sizes.sum())} training images; each stays in one fold"
+    )
+    return groups, file_hash(path)
+
+
+def _check_kept(existing: Folds, asked: dict[str, Any], folds_dir: Path) -> None:
+    """Refuse to keep folds whose settings, extra data or duplicate groups differ from what is asked now."""
+    other = {k: v for k, v in asked.items() if v is not None and existing.meta.get(k) != v}
+    if other:
+        settings = ", ".join(f"{k} {existing.meta.get(k)} (asked: {v})" for k, v in other.items())
+        raise ConfigError(
+            f"{folds_dir}/ holds folds with {settings}: pass --force to remake them "
+            f"(predictions made with the old folds are then refused and must be retrained)"
+        )
+
+
+def ensure_folds(
+    data_dir: Path,
+    folds_dir: Path,
+    n_folds: int | None,
+    seed: int | None,
+    force: bool,
+    extra_dirs: list[Path] | None = None,
+) -> Folds:
     """Make folds, or keep existing ones made from the same data; refuse ones made from other data.
 
-    ``n_folds`` and ``seed`` left as None keep what exists (or take the defaults);
-    given, they must match the existing folds unless ``force`` remakes them.
+    ``n_folds``, ``seed`` and ``extra_dirs`` left as None keep what exists (or take the defaults);
+    given, they must match the existing folds unless ``force`` remakes them. Duplicate groups
+    (``folds/duplicates_groups.csv``) keep each group in one fold; folds made before the groups
+    changed are refused.
     """
     dataset = open_dataset(data_dir)
+    groups, groups_hash = _groups(folds_dir, dataset)
+    extra = None if extra_dirs is None else [extra_entry(Path(d)) for d in extra_dirs]
     if (folds_dir / "folds.json").is_file() and not force:
         existing = read_folds(folds_dir)
         check_folds_match(existing, dataset.train_ids, dataset.train_labels, data_dir)
-        asked = {"n_folds": n_folds, "seed": seed}
-        other = {k: v for k, v in asked.items() if v is not None and existing.meta[k] != v}
-        if other:
-            settings = ", ".join(f"{k} {existing.meta[k]} (asked: {v})" for k, v in other.items())
-            raise ConfigError(
-                f"{folds_dir}/ holds folds with {settings}: pass --force to remake them "
-                f"(predictions made with the old folds are then refused and must be retrained)"
-            )
+        _check_kept(existing, {"n_folds": n_folds, "seed": seed, "extra": extra, "duplicates": groups_hash}, folds_dir)
         log.info(f"{folds_dir}/ already holds folds for {data_dir} (folds hash {existing.hash}); keeping them")
         return existing
     n_folds = DEFAULT_N_FOLDS if n_folds is None else n_folds
     seed = DEFAULT_SEED if seed is None else seed
-    fold = make_folds(dataset.train_labels, n_folds, seed)
-    data_hash = labels_hash(dataset.train_ids, dataset.train_labels)
+    fold = make_folds(dataset.train_labels, n_folds, seed, groups)
     meta = {
         "seed": seed,
         "n_folds": n_folds,
-        "labels_hash": data_hash,
+        "labels_hash": labels_hash(dataset.train_ids, dataset.train_labels),
         "data_dir": str(data_dir.resolve()),
         "n_images": len(fold),
+        "extra": extra or [],
+        "duplicates": groups_hash,
     }
-    folds = write_folds(folds_dir, dataset.train_ids, fold, meta)
+    folds = write_folds(folds_dir, dataset.train_ids, fold, meta, groups)
     log.info(prevalence_table(dataset.train_labels, fold))
     log.info(f"wrote {folds_dir}/folds.csv and folds.json ({n_folds} folds, seed {seed}, folds hash {folds.hash})")
     return folds

@@ -42,6 +42,7 @@ from solution.config import ExperimentConfig, save_config
 from solution.data.batch import BatchTransform
 from solution.data.cache import load_images, stain_stats
 from solution.data.channels import channel_matrix
+from solution.data.dataset import StackedImages
 from solution.data.layout import Dataset
 from solution.data.loader import make_loader
 from solution.data.sampler import oversampling_sampler
@@ -55,7 +56,7 @@ from solution.metrics import macro_f1
 from solution.models import build_model
 from solution.optim import make_optimizer
 from solution.runs import check_reusable, fold_dir, load_checkpoint, load_state, run_identity, save_state
-from solution.splits import Folds
+from solution.splits import Folds, open_extras
 
 log = logging.getLogger(__name__)
 
@@ -193,28 +194,33 @@ def epoch_summary(cfg: ExperimentConfig, m: dict[str, float]) -> str:
 
 
 def _loaders(
-    cfg: ExperimentConfig, dataset: Dataset, folds: Folds, fold: int, ctx: Context
+    cfg: ExperimentConfig, dataset: Dataset, extra_datasets: list[Dataset], folds: Folds, fold: int, ctx: Context
 ) -> tuple[DataLoader, DataLoader]:
     train_pos, val_pos = folds.split(dataset.train_ids, fold)
     images = load_images(dataset, "train", dataset.train_ids, cfg.image_size)
-    common = dict(batch_size=cfg.batch_size, num_workers=cfg.num_workers, labels=dataset.train_labels)
+    extras = [load_images(e, "train", e.train_ids, cfg.image_size) for e in extra_datasets]
+    all_images = StackedImages([images, *extras])  # extra images: training side only, after the competition's
+    all_labels = np.concatenate([dataset.train_labels, *(e.train_labels for e in extra_datasets)])
+    train_pos = np.concatenate([train_pos, np.arange(len(images), len(all_images))])
     sampler = None
     if cfg.oversample:  # each rank draws its own share, from its own generator
-        labels = dataset.train_labels[train_pos]
         draws = len(train_pos) // ctx.world_size
-        sampler = oversampling_sampler(labels, cfg.oversample, cfg.seed + ctx.rank, draws)
+        sampler = oversampling_sampler(all_labels[train_pos], cfg.oversample, cfg.seed + ctx.rank, draws)
     train_loader = make_loader(
-        images,
+        all_images,
         train_pos,
+        cfg.batch_size,
+        cfg.num_workers,
+        labels=all_labels,
         transform=train_transform(cfg.augment),
         shuffle=True,
         sampler=sampler,
         seed=cfg.seed,
         rank=ctx.rank,
         world_size=ctx.world_size,
-        **common,
     )
-    return train_loader, make_loader(images, val_pos, **common)
+    val_loader = make_loader(images, val_pos, cfg.batch_size, cfg.num_workers, labels=dataset.train_labels)
+    return train_loader, val_loader
 
 
 def _engine(cfg: ExperimentConfig, stats: StainStats, updates_per_epoch: int, ctx: Context) -> Engine:
@@ -314,7 +320,7 @@ def _train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, fold: int
     ctx.barrier()
     seed_everything(cfg.seed + fold)
     stats = stain_stats(dataset, "train", dataset.train_ids, cfg.image_size)  # computed with the cache, once
-    train_loader, val_loader = _loaders(cfg, dataset, folds, fold, ctx)
+    train_loader, val_loader = _loaders(cfg, dataset, open_extras(folds), folds, fold, ctx)
     engine = _engine(cfg, stats, max(1, len(train_loader) // cfg.accumulate), ctx)
     progress = _resume(out / "last.pt", cfg, folds, engine)
     if progress.epoch:

@@ -12,7 +12,6 @@ from solution.data.duplicates import (
     PAIR_COLUMNS,
     connected_groups,
     find_pairs,
-    grouped_folds,
     groups_path,
     image_hashes,
     main,
@@ -102,7 +101,7 @@ def test_planted_copies_are_found_and_distinct_images_are_not(fields):
     # every planted copy shares its original's fold, and the folds stay stratified
     groups = connected_groups(n + len(COPIES), a[b < n + len(COPIES)], b[b < n + len(COPIES)])
     all_labels = np.concatenate([labels, labels[: len(COPIES)]])
-    fold = grouped_folds(all_labels, groups, n_folds=4, seed=0)
+    fold = make_folds(all_labels, n_folds=4, seed=0, groups=groups)
     assert all(fold[k] == fold[n + k] for k in range(len(COPIES)))
     assert set(fold) == {0, 1, 2, 3}
 
@@ -125,13 +124,13 @@ def test_connected_groups_join_chains():
     assert groups.tolist() == [0, 1, -1, 0, 0, 1]
 
 
-def test_grouped_folds_keep_groups_whole_and_stratified():
+def test_folds_keep_groups_whole_and_stratified():
     rng = np.random.default_rng(0)
     labels = (rng.random((600, 28)) < np.linspace(0.02, 0.15, 28)).astype(np.uint8)
     groups = np.full(600, -1)
     members = rng.choice(600, 240, replace=False)
     groups[members] = np.repeat(np.arange(80), 3)  # 80 groups of 3 images
-    fold = grouped_folds(labels, groups, n_folds=5, seed=2)
+    fold = make_folds(labels, n_folds=5, seed=2, groups=groups)
     for g in range(80):
         assert len(set(fold[groups == g])) == 1
     assert np.bincount(fold).min() >= 100
@@ -140,10 +139,10 @@ def test_grouped_folds_keep_groups_whole_and_stratified():
         return np.mean([np.abs(labels[f == k].mean(0) - labels.mean(0)) for k in range(5)])
 
     assert deviation(fold) < 0.6 * deviation(rng.permutation(np.arange(600) % 5))
-    np.testing.assert_array_equal(fold, grouped_folds(labels, groups, n_folds=5, seed=2))
-    np.testing.assert_array_equal(grouped_folds(labels, np.full(600, -1), 5, 2), make_folds(labels, 5, 2))
-    with pytest.raises(ValueError, match="cannot make 5 folds from 3 groups"):
-        grouped_folds(labels[:6], np.array([0, 0, 1, 1, 2, 2]), n_folds=5, seed=0)
+    np.testing.assert_array_equal(fold, make_folds(labels, n_folds=5, seed=2, groups=groups))
+    np.testing.assert_array_equal(make_folds(labels, 5, 2, groups=np.full(600, -1)), make_folds(labels, 5, 2))
+    with pytest.raises(ValueError, match="cannot make 5 folds from 3 images"):
+        make_folds(labels[:6], n_folds=5, seed=0, groups=np.array([0, 0, 1, 1, 2, 2]))
 
 
 def test_benchmark_images_plant_findable_copies():

@@ -54,6 +54,21 @@ class HpaDataset(Dataset):
         return x, y
 
 
+class StackedImages:
+    """Several (N_i, H, W, 4) image arrays seen as one, indexed by position (the competition's first, then extras)."""
+
+    def __init__(self, parts: list[np.ndarray]):
+        self.parts = parts
+        self.starts = np.cumsum([0] + [len(p) for p in parts])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, pos: int) -> np.ndarray:
+        part = int(np.searchsorted(self.starts, pos, side="right")) - 1
+        return self.parts[part][pos - self.starts[part]]
+
+
 def reseed_worker(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: each worker's augmentation gets its own seed, derived from the epoch's."""
     info = get_worker_info()

@@ -68,7 +68,6 @@ import cv2
 import numba
 import numpy as np
 import pandas as pd
-from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -273,34 +272,6 @@ def connected_groups(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------- folds
 
 
-def grouped_folds(labels: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
-    """Fold of each image, multilabel-stratified over groups so that every group lies in one fold.
-
-    ``groups`` holds a group number per image; an image with a negative number (no twin, as
-    ``connected_groups`` and ``read_groups`` mark it) is a group of its own. Each group is one
-    row, labelled with the union of its members' labels, for iterative-stratification's splitter.
-    Without groups (all negative) the folds are those of ``solution.folds.make_folds``.
-    """
-    groups = np.asarray(groups)
-    if groups.shape != (len(labels),):
-        raise ValueError(f"need one group per image: {len(labels)} images, groups of shape {groups.shape}")
-    key = np.where(groups < 0, -1 - np.arange(len(groups)), groups)
-    _, first, member_of = np.unique(key, return_index=True, return_inverse=True)
-    member_of = np.argsort(np.argsort(first))[member_of]  # groups in order of their first image
-    n_groups = len(first)
-    if n_folds < 2:
-        raise ValueError(f"need at least 2 folds, got {n_folds}")
-    if n_groups < n_folds:
-        raise ValueError(f"cannot make {n_folds} folds from {n_groups} groups of images")
-    group_labels = np.zeros((n_groups, labels.shape[1]), dtype=np.uint8)
-    np.maximum.at(group_labels, member_of, np.asarray(labels, dtype=np.uint8))
-    group_fold = np.full(n_groups, -1, dtype=int)
-    splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    for k, (_, val_idx) in enumerate(splitter.split(np.zeros(n_groups), group_labels)):
-        group_fold[val_idx] = k
-    return group_fold[member_of]
-
-
 def groups_path(pairs_path: Path | str) -> Path:
     """The groups file written beside a pairs file: ``duplicates.csv`` -> ``duplicates_groups.csv``."""
     pairs_path = Path(pairs_path)
@@ -315,7 +286,7 @@ def read_groups(path: Path | str, ids: Sequence[str], split: str = "train") -> n
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"missing file: {path} (made by `python -m solution.data.duplicates --data DIR`)")
-    df = pd.read_csv(path, dtype={"Id": str, "split": str})
+    df = pd.read_csv(path, dtype={"Id": str, "split": str}, keep_default_na=False)
     if tuple(df.columns) != GROUP_COLUMNS:
         raise ArtifactError(f"{path}: expected columns {','.join(GROUP_COLUMNS)}, got {','.join(df.columns)}")
     df = df[df["split"] == split]
