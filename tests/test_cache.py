@@ -305,3 +305,25 @@ def test_benchmark_runs_on_a_tiny_dataset(monkeypatch, capsys):
     assert set(figures) == {"cache_build_ratio", "cache_read_speedup"}
     assert all(np.isfinite(v) and v > 0 for v in figures.values())
     assert "cache build, 2 workers" in capsys.readouterr().out
+
+
+BUSY_PARENT = """
+import sys, threading, time
+import cv2, numpy as np
+from solution.data.cache import load_images
+from solution.data.layout import open_dataset
+a = np.random.rand(600, 600)
+a @ a  # OpenBLAS's thread pool is up
+cv2.resize(np.zeros((512, 512), np.uint8), (256, 256))  # and OpenCV's
+threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+ds = open_dataset(sys.argv[1])
+print(load_images(ds, "train", ds.train_ids, 16, sys.argv[2], workers=2, chunk_size=4).shape)
+"""
+
+
+def test_worker_processes_start_clean_from_a_busy_parent(ds, cache_dir):
+    """Workers forked from a process with live BLAS/OpenCV thread pools could hang forever (seen under xdist)."""
+    cmd = [sys.executable, "-c", BUSY_PARENT, str(ds.root), str(cache_dir)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == f"({len(ds.train_ids)}, 16, 16, 4)"

@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import math
+import multiprocessing
 import os
 import shutil
 import threading
@@ -296,7 +297,10 @@ def _fill(plan: Plan, todo: list[int], workers: int, record: Callable[[int, Sums
         for k, task in tasks.items():
             record(k, _decode_chunk(*task))
         return
-    pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(os.getpid(),))
+    # forkserver: workers start from a clean process. A fork of this one would inherit the thread pools of
+    # OpenBLAS, OpenCV or torch mid-flight, and a forked child that uses one of them can hang forever.
+    context = multiprocessing.get_context("forkserver")
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),))
     try:
         futures = {pool.submit(_decode_chunk, *task): k for k, task in tasks.items()}
         for future in as_completed(futures):
