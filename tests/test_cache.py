@@ -326,4 +326,4 @@ def test_worker_processes_start_clean_from_a_busy_parent(ds, cache_dir):
     cmd = [sys.executable, "-c", BUSY_PARENT, str(ds.root), str(cache_dir)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == f"({len(ds.train_ids)}, 16, 16, 4)"
+    assert result.stdout.splitlines()[-1] == f"({len(ds.train_ids)}, 16, 16, 4)"
