@@ -50,6 +50,7 @@ from solution.errors import DatasetError
 from solution.fileio import atomic_write_json, read_json
 
 CHUNK_SIZE = 256  # images decoded, flushed and recorded as one unit of progress
+SMALL_BUILD_BYTES = 256 * 2**20  # below this, decoding in this process beats starting worker processes
 SPLITS = ("train", "test")
 log = logging.getLogger(__name__)
 _UNITS = ("B", "KiB", "MiB", "GiB")
@@ -181,13 +182,19 @@ def read_stats(plan: Plan) -> StainStats:
 
 
 def ensure_cache(plan: Plan, workers: int | None = None) -> None:
-    """Build (or finish) the cache of ``plan`` unless it is complete; ``workers`` defaults to the CPU count."""
+    """Build (or finish) the cache of ``plan`` unless it is complete.
+
+    ``workers`` defaults to the CPU count, or to 1 (this process) for a cache under ``SMALL_BUILD_BYTES``,
+    which decodes faster than worker processes start.
+    """
     if plan.is_complete():
         return
+    if workers is None:
+        workers = 1 if len(plan.paths) * plan.image_bytes < SMALL_BUILD_BYTES else _cpu_count()
     plan.cache_dir.mkdir(parents=True, exist_ok=True)
     with _locked(plan.cache_dir):
         if not plan.is_complete():  # another process may have built it while this one waited
-            _build(plan, workers or _cpu_count())
+            _build(plan, workers)
 
 
 def _cpu_count() -> int:
@@ -300,6 +307,7 @@ def _fill(plan: Plan, todo: list[int], workers: int, record: Callable[[int, Sums
     # forkserver: workers start from a clean process. A fork of this one would inherit the thread pools of
     # OpenBLAS, OpenCV or torch mid-flight, and a forked child that uses one of them can hang forever.
     context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])  # not the default, __main__: that may be all of training
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),))
     try:
         futures = {pool.submit(_decode_chunk, *task): k for k, task in tasks.items()}
