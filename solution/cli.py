@@ -4,7 +4,9 @@ Every ``main`` runs its work inside ``user_errors()``: a ``KitError`` (a bad
 input, named with its file, row or key) exits with its message and status 1,
 never a traceback; any other exception is a bug and keeps its traceback.
 Progress and results go through ``logging`` to stdout, from rank 0 only under
-torchrun; tqdm draws the progress bars. This module imports nothing of the kit
+torchrun; tqdm draws the progress bars. Modules name their logger
+``logging.getLogger(__spec__.name)``: under ``python -m`` their ``__name__`` is
+``__main__``, outside the kit's logger, and their messages would be lost. This module imports nothing of the kit
 but its errors, so the ``data/`` modules' ``main``s use it too.
 """
 

@@ -18,7 +18,7 @@ from solution.cli import add_data_args, add_oof_arg, user_errors
 from solution.submission import check_pair, write_submission
 from solution.upload import COMPETITION, submit
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__spec__.name)
 DEFAULT_MIN_POSITIVES = 5
 
 

@@ -17,7 +17,7 @@ from solution.distributed import resolve_device
 from solution.inference import predict_fold
 from solution.runs import add_experiment_args, assemble, fold_dir, load_checkpoint, load_experiment, predictions_current
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__spec__.name)
 
 
 def main(argv: list[str] | None = None) -> None:

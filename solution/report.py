@@ -15,7 +15,7 @@ from pathlib import Path
 from solution.cli import add_data_args, add_oof_arg, user_errors
 from solution.reporting import newest_submission, write_report
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__spec__.name)
 
 SUBMISSIONS_DIR = Path("submissions")
 

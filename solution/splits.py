@@ -25,7 +25,7 @@ from solution.errors import ArtifactError, ConfigError
 from solution.fileio import atomic_write_csv, atomic_write_json, file_hash, read_json
 from solution.ids import check_same_ids, positions
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__spec__.name)
 
 
 def labels_hash(ids: list[str], labels: np.ndarray) -> str:

@@ -24,7 +24,7 @@ from solution.metrics import macro_f1
 from solution.predictions import STACK_NAME, list_experiments, load_aligned, probs_frame, write_predictions
 from solution.stacking import FEATURE_SETS, LGB_PARAMS, MIN_POSITIVES, stack
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__spec__.name)
 
 
 def score_row(name: str, probs: np.ndarray, labels: np.ndarray) -> str:

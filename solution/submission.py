@@ -29,7 +29,7 @@ from solution.fileio import atomic_path, file_hash, read_json
 from solution.metrics import macro_f1
 from solution.predictions import STACK_NAME, Aligned, list_experiments, load_aligned
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__spec__.name)
 
 
 def format_labels(pred: np.ndarray) -> list[str]:

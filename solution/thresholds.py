@@ -55,7 +55,7 @@ from solution.cli import add_data_args, add_oof_arg, user_errors
 from solution.errors import ConfigError
 from solution.predictions import load_aligned
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__spec__.name)
 
 LABEL_BIT = 1 << 62
 VALUE_MASK = LABEL_BIT - 1

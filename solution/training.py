@@ -49,6 +49,7 @@ from solution.data.sampler import oversampling_sampler
 from solution.data.stats import StainStats
 from solution.data.transforms import preset, train_transform
 from solution.distributed import Context, mean_over_ranks
+from solution.errors import ConfigError
 from solution.fileio import atomic_write_json, atomic_write_text, exclusive, read_json
 from solution.inference import predict_fold
 from solution.losses import LossFn, build_loss
@@ -58,7 +59,7 @@ from solution.optim import make_optimizer
 from solution.runs import check_reusable, fold_dir, load_checkpoint, load_state, run_identity, save_state
 from solution.splits import Folds, open_extras
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__spec__.name)
 
 SELECT_METRIC = "val_macro_f1_fitted"  # the best epoch is the one with the highest value of this
 
@@ -197,6 +198,8 @@ def _loaders(
     cfg: ExperimentConfig, dataset: Dataset, extra_datasets: list[Dataset], folds: Folds, fold: int, ctx: Context
 ) -> tuple[DataLoader, DataLoader]:
     train_pos, val_pos = folds.split(dataset.train_ids, fold)
+    if len(train_pos) + sum(len(e.train_ids) for e in extra_datasets) < 2 * ctx.world_size:
+        raise ConfigError(f"fold {fold} leaves fewer than 2 training images per process: BatchNorm cannot train")
     images = load_images(dataset, "train", dataset.train_ids, cfg.image_size)
     extras = [load_images(e, "train", e.train_ids, cfg.image_size) for e in extra_datasets]
     all_images = StackedImages([images, *extras])  # extra images: training side only, after the competition's

@@ -14,6 +14,7 @@ from solution import folds, make_submission, stack, train
 from solution.config import build_config
 from solution.data.cache import load_images
 from solution.data.layout import open_dataset, read_labels_csv, stain_plane
+from solution.data.synthetic import generate
 from solution.errors import ArtifactError, ConfigError, DatasetError
 from solution.fileio import atomic_write_text
 from solution.predictions import probs_frame, read_predictions, write_predictions
@@ -211,3 +212,21 @@ def test_changed_source_images_are_not_read_from_a_stale_cache(tiny_dataset, tmp
     again = load_images(open_dataset(tiny_dataset), "train", dataset.train_ids, 32, cache_dir=tmp_path / "cache")
     assert not np.array_equal(first[..., 1], again[..., 1])
     np.testing.assert_array_equal(again[..., 1], again[..., 2])
+
+
+def test_a_corrupt_cache_file_is_named_with_the_fix(tiny_dataset, tmp_path):
+    dataset = open_dataset(tiny_dataset)
+    load_images(dataset, "train", dataset.train_ids, 32, cache_dir=tmp_path / "cache")
+    (cached,) = (tmp_path / "cache").glob("train-*.npy")
+    cached.write_bytes(cached.read_bytes()[:100])
+    with pytest.raises(DatasetError, match="is corrupt .*delete it and rerun to rebuild it"):
+        load_images(dataset, "train", dataset.train_ids, 32, cache_dir=tmp_path / "cache")
+
+
+def test_a_fold_with_one_training_image_is_refused_before_batchnorm(tmp_path, monkeypatch):
+    data = generate(tmp_path / "two", n_train=2, n_test=1, size=32, seed=1)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yaml").write_text("backbone: test_resnet\nimage_size: 32\nepochs: 1\nnum_workers: 0\n")
+    folds.main(["--data", str(data), "--n-folds", "2"])
+    with pytest.raises(SystemExit, match="fold 0 leaves fewer than 2 training images per process"):
+        train.main(["--config", "c.yaml", "--fold", "0"])

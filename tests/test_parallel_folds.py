@@ -25,6 +25,7 @@ def test_two_jobs_train_every_fold_in_two_processes(tiny_dataset, tmp_path):
     assert pids[0] == pids[2] == pids[4] and pids[1] == pids[3] and pids[0] != pids[1]  # job j trains j, j + 2, ...
     assert {r["process"]["threads"] for r in runs} == {max(1, len(os.sched_getaffinity(0)) // 2)}
     assert len(pd.read_parquet(tmp_path / "oof" / "par" / "oof.parquet")) == 40
+    assert "wrote oof/par/oof.parquet" in result.stdout  # a stage's own messages, run as python -m
 
 
 def test_bad_jobs_value_is_refused(tmp_path):

@@ -52,7 +52,7 @@ from solution.fileio import atomic_write_json, read_json
 CHUNK_SIZE = 256  # images decoded, flushed and recorded as one unit of progress
 SMALL_BUILD_BYTES = 256 * 2**20  # below this, decoding in this process beats starting worker processes
 SPLITS = ("train", "test")
-log = logging.getLogger(__name__)
+log = logging.getLogger(__spec__.name)
 _UNITS = ("B", "KiB", "MiB", "GiB")
 
 # Per chunk: per stain the sum of pixel values and of their squares (exact integers), and the sums of
@@ -158,7 +158,15 @@ def load_images(
     """(N, size, size, 4) uint8 array of ``ids`` (read-only memmap), building the cache if needed."""
     plan = make_plan(dataset, split, ids, size, cache_dir, chunk_size)
     ensure_cache(plan, workers)
-    return np.load(plan.final, mmap_mode="r")
+    try:
+        images = np.load(plan.final, mmap_mode="r")
+    except (ValueError, OSError) as exc:  # a truncated or overwritten file
+        raise DatasetError(f"{plan.final} is corrupt ({exc}): delete it and rerun to rebuild it") from None
+    if images.shape != plan.shape:
+        raise DatasetError(
+            f"{plan.final} holds {images.shape}, expected {plan.shape}: delete it and rerun to rebuild it"
+        )
+    return images
 
 
 def stain_stats(

@@ -77,7 +77,7 @@ from solution.data.layout import Dataset, open_dataset, open_train_only
 from solution.errors import ArtifactError, DatasetError
 from solution.fileio import atomic_write_csv
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__spec__.name)
 
 THUMB = 32
 BLOCK = 8

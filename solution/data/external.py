@@ -49,7 +49,7 @@ from solution.data.layout import STAINS, parse_target, read_rows, stain_plane
 from solution.errors import DatasetError
 from solution.fileio import atomic_path, atomic_write_csv, atomic_write_json, read_json
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__spec__.name)
 
 DEFAULT_BASE_URL = "http://v18.proteinatlas.org/images"
 ID_PATTERN = re.compile(r"[A-Za-z0-9]+(_[A-Za-z0-9]+){3}")

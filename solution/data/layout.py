@@ -40,7 +40,7 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 TEST_LABELS_FILE = "test_labels.csv"
 SMALL_16BIT_RANGE = 4096  # a 16-bit image whose values stay below this uses 12 bits or fewer
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__spec__.name)
 
 
 def parse_target(text: str, where: str) -> list[int]:

@@ -55,7 +55,7 @@ from solution.cli import user_errors
 from solution.data.layout import STAINS, TEST_LABELS_FILE
 from solution.errors import ConfigError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__spec__.name)
 
 MAX_LABELS = len(LABELS_PER_IMAGE_COUNTS)
 MIN_SIZE = 32
