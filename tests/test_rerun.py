@@ -65,7 +65,7 @@ for target in targets:
         sys.argv = [module, *args]
         runpy.run_module(module, run_name="__main__", alter_sys=True)
         os._exit(0)
-    print(os.waitpid(pid, 0)[1] & 0x7F, flush=True)  # the signal that ended the run
+    print("@@", os.waitpid(pid, 0)[1] & 0x7F, flush=True)  # the signal that ended the run
 """
 
 
@@ -75,7 +75,7 @@ def killed_at(renames: list[int], module: str, args: list[str], cwd: Path) -> li
     cmd = [sys.executable, "-c", KILLER, module, *args, ",".join(map(str, renames))]
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
-    return [int(line) for line in result.stdout.split()]
+    return [int(line.split()[1]) for line in result.stdout.splitlines() if line.startswith("@@ ")]
 
 
 TRAIN = ["--config", "configs/tiny_effnet.yaml", "--fold", "0"]
