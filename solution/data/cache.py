@@ -55,9 +55,10 @@ SPLITS = ("train", "test")
 log = logging.getLogger(__spec__.name)
 _UNITS = ("B", "KiB", "MiB", "GiB")
 
-# Per chunk: per stain the sum of pixel values and of their squares (exact integers), and the sums of
-# the products of two stains (float32 products of one image, about 1e-6 relative: the covariance's off-diagonal).
+# Per chunk: per stain the sum of pixel values and of their squares (exact integers), and, over every 4th
+# row and column, the pixel count, sums and sums of products of two stains (for the stains' correlations).
 Sums = dict[str, list]
+SAMPLE_STRIDE = 4
 
 
 @dataclass(frozen=True)
@@ -312,10 +313,10 @@ def _fill(plan: Plan, todo: list[int], workers: int, record: Callable[[int, Sums
         for k, task in tasks.items():
             record(k, _decode_chunk(*task))
         return
-    # forkserver: workers start from a clean process. A fork of this one would inherit the thread pools of
-    # OpenBLAS, OpenCV or torch mid-flight, and a forked child that uses one of them can hang forever.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])  # not the default, __main__: that may be all of training
+    # Forked workers start at once (a spawned or forkserver one imports the whole __main__ again: all of
+    # training, 10 s). A forked child must not use the thread pools it inherits (OpenBLAS: it can hang), so
+    # the decoding uses OpenCV on one thread and numpy's own integer loops, never BLAS.
+    context = multiprocessing.get_context("fork")
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),))
     try:
         futures = {pool.submit(_decode_chunk, *task): k for k, task in tasks.items()}
@@ -357,17 +358,25 @@ def _decode_chunk(partial: Path, offset: int, paths: list[tuple[Path, ...]], siz
     """Decode ``paths`` into their rows of the partial file, flush them to disk, return their pixel sums."""
     out = np.memmap(partial, dtype=np.uint8, mode="r+", offset=offset, shape=(len(paths), size, size, len(STAINS)))
     sums, squares = np.zeros(len(STAINS), np.int64), np.zeros(len(STAINS), np.int64)
-    cross = np.zeros((len(STAINS), len(STAINS)))
+    sample_sums, cross, sampled = np.zeros(len(STAINS), np.int64), np.zeros((len(STAINS), len(STAINS)), np.int64), 0
     for i, image_paths in enumerate(paths):
         image = read_image(image_paths, size)
         out[i] = image
         s, q = _pixel_sums(image)
         sums += s
         squares += q
-        flat = image.reshape(-1, len(STAINS)).astype(np.float32)
-        cross += flat.T @ flat
+        sample = image[::SAMPLE_STRIDE, ::SAMPLE_STRIDE].reshape(-1, len(STAINS)).astype(np.int64)
+        sample_sums += sample.sum(0)
+        cross += sample.T @ sample  # integer matmul: numpy's own loop, exact, no BLAS
+        sampled += len(sample)
     out.flush()
-    return {"sum": sums.tolist(), "sumsq": squares.tolist(), "cross": cross.tolist()}
+    return {
+        "sum": sums.tolist(),
+        "sumsq": squares.tolist(),
+        "sample": sampled,
+        "sample_sum": sample_sums.tolist(),
+        "cross": cross.tolist(),
+    }
 
 
 def _pixel_sums(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -388,12 +397,22 @@ def _finish(plan: Plan, done: dict[int, dict]) -> None:
     squares = [sum(done[k]["sumsq"][c] for k in done) for c in range(len(STAINS))]
     mean = [s / n for s in sums]
     std = [math.sqrt((q * n - s * s) / (n * n)) for s, q in zip(sums, squares)]  # exact integers until the division
-    cov = sum(np.asarray(done[k]["cross"]) for k in done) / n - np.outer(mean, mean)
-    np.fill_diagonal(cov, np.square(std))  # the exact variances
+    cov = _covariance(done, np.asarray(std))
     stats = {"stains": list(STAINS), "images": len(plan.paths), "size": plan.size, "mean": mean, "std": std}
     atomic_write_json(plan.stats, {**stats, "cov": cov.tolist()})
     os.replace(plan.partial, plan.final)
     plan.progress.unlink()
+
+
+def _covariance(done: dict[int, dict], std: np.ndarray) -> np.ndarray:
+    """The stains' covariance: exact variances, and correlations from the sampled pixels."""
+    count = sum(done[k]["sample"] for k in done)
+    mean = sum(np.asarray(done[k]["sample_sum"], np.float64) for k in done) / count
+    sample_cov = sum(np.asarray(done[k]["cross"], np.float64) for k in done) / count - np.outer(mean, mean)
+    sample_std = np.sqrt(np.maximum(np.diag(sample_cov), 1e-12))
+    correlation = np.clip(sample_cov / np.outer(sample_std, sample_std), -1, 1)
+    np.fill_diagonal(correlation, 1.0)
+    return correlation * np.outer(std, std)
 
 
 def _split_ids(dataset: Dataset, split: str) -> list[str]:
