@@ -313,10 +313,11 @@ def _fill(plan: Plan, todo: list[int], workers: int, record: Callable[[int, Sums
         for k, task in tasks.items():
             record(k, _decode_chunk(*task))
         return
-    # Forked workers start at once (a spawned or forkserver one imports the whole __main__ again: all of
-    # training, 10 s). A forked child must not use the thread pools it inherits (OpenBLAS: it can hang), so
-    # the decoding uses OpenCV on one thread and numpy's own integer loops, never BLAS.
-    context = multiprocessing.get_context("fork")
+    # Workers come from a forkserver: a plain fork of this process, whose other threads (torch, OpenCV,
+    # a test runner's) may hold locks at that moment, left workers waiting on those locks forever. The
+    # forkserver imports this process's __main__ once (for `python -m solution.train`, all of training:
+    # about 10 s, once per process); the workers it forks start at once.
+    context = multiprocessing.get_context("forkserver")
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),))
     try:
         futures = {pool.submit(_decode_chunk, *task): k for k, task in tasks.items()}
