@@ -29,14 +29,15 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, PercentFormatter
 
 from solution import thresholds
-from solution.blend import Candidate, candidates
+from solution.blend import Candidate
 from solution.classes import CLASS_NAMES, NUM_CLASSES
 from solution.data.layout import parse_target, read_rows
 from solution.errors import ArtifactError, KitError
 from solution.estimates import COLUMNS as ESTIMATE_COLUMNS
 from solution.estimates import estimate_table, pick_best
 from solution.fileio import atomic_path, atomic_write_text, file_hash, read_json
-from solution.predictions import STACK_NAME, Aligned, list_experiments, load_aligned
+from solution.predictions import STACK_NAME, Aligned
+from solution.submission import load_candidates
 
 DPI = 80
 TITLES = (
@@ -142,21 +143,6 @@ def read_submission(path: Path) -> Submission:
     if sidecar.get("csv_sha256") not in (None, file_hash(path)):
         notes.append(f"{path.with_suffix('.json')} was written for another version of {path} (its hash differs)")
     return Submission(path, [r[1] for r in rows], pred, sidecar, notes)
-
-
-def load_candidates(oof_dir: Path, folds_dir: Path, data_dir: Path | None) -> tuple[Aligned, list[Candidate]]:
-    """Every experiment under ``oof_dir``, the stack if present, and the blends of ``blend.candidates``."""
-    experiments = list_experiments(oof_dir)
-    if not experiments:
-        raise ArtifactError(f"no predictions in {oof_dir}/: run scripts/train_folds.sh first")
-    has_stack = (oof_dir / STACK_NAME / "manifest.json").is_file()
-    aligned = load_aligned(experiments + [STACK_NAME] * has_stack, oof_dir, folds_dir, data_dir)
-    singles = aligned.preds[: len(experiments)]
-    found = candidates(experiments, [p.oof_probs for p in singles], [p.test_probs for p in singles], aligned.labels)
-    if has_stack:
-        stack = aligned.preds[-1]
-        found.insert(len(experiments), Candidate(STACK_NAME, stack.oof_probs, stack.test_probs))
-    return aligned, found
 
 
 def f1_section(fits: Fits, labels: np.ndarray) -> Section:
