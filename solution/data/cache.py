@@ -31,6 +31,7 @@ import math
 import multiprocessing
 import os
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -314,10 +315,12 @@ def _fill(plan: Plan, todo: list[int], workers: int, record: Callable[[int, Sums
             record(k, _decode_chunk(*task))
         return
     # Workers come from a forkserver: a plain fork of this process, whose other threads (torch, OpenCV,
-    # a test runner's) may hold locks at that moment, left workers waiting on those locks forever. The
-    # forkserver imports this process's __main__ once (for `python -m solution.train`, all of training:
-    # about 10 s, once per process); the workers it forks start at once.
+    # a test runner's) may hold locks at that moment, left workers waiting on those locks forever. Every
+    # worker runs this process's __main__ module again, so the forkserver imports it once (for
+    # `python -m solution.train`, all of training: about 10 s, once per process) and workers start at once.
     context = multiprocessing.get_context("forkserver")
+    main = getattr(sys.modules["__main__"].__spec__, "name", None)
+    context.set_forkserver_preload([__spec__.name, *([main] if main else [])])
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),))
     try:
         futures = {pool.submit(_decode_chunk, *task): k for k, task in tasks.items()}
