@@ -98,3 +98,12 @@ def test_sgd_and_adamw_skip_weight_decay_on_norms_and_biases():
         assert decays == {0.0, 0.05}
         no_decay = next(g for g in groups if g["weight_decay"] == 0.0)["params"]
         assert all(p.ndim <= 1 for p in no_decay)
+
+
+@pytest.mark.slow
+def test_compile_trains_one_step():
+    """``compile: true`` wraps the model in torch.compile (inductor; about a minute on CPU) and it trains."""
+    cfg = build_config({**TINY, "compile": True}, "test")
+    engine = training._engine(cfg, stats_of_images(np.zeros((2, 16, 16, 4), np.uint8) + 7), 2, Context())
+    assert isinstance(engine.step_model, torch._dynamo.eval_frame.OptimizedModule)
+    one_step(cfg, torch.device("cpu"))
