@@ -13,11 +13,11 @@ the times more than the ratios.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import numpy as np
 
 from solution import blend, estimates, thresholds
+from solution.benchmarks import best_seconds
 from solution.classes import CLASSES
 from solution.metrics import f1_per_class
 
@@ -32,16 +32,6 @@ TARGETS = {
     "f1_search_minus_grid_macro_f1": ">= 0",
     "nested_10x3_seconds": "< 5",
 }
-
-
-def best_of_3(fn: Callable[[], object]) -> float:
-    """Best wall-clock seconds of three calls."""
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def draw_labels(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -68,10 +58,10 @@ def sklearn_grid(probs: np.ndarray, labels: np.ndarray, classes: tuple[int, ...]
 def search_figures(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """The exact per-class search against a plain sort and against the scikit-learn grid search."""
     thresholds.fit(probs, labels)  # numba compiles (or loads its cache) outside the timings
-    sort_s = best_of_3(lambda: np.sort(probs, axis=0))
-    search_s = best_of_3(lambda: thresholds.fit(probs, labels))
-    global_s = best_of_3(lambda: thresholds.global_cutoff(probs, labels))
-    grid_s = best_of_3(lambda: sklearn_grid(probs, labels, GRID_CLASSES)) * probs.shape[1] / len(GRID_CLASSES)
+    sort_s = best_seconds(lambda: np.sort(probs, axis=0))
+    search_s = best_seconds(lambda: thresholds.fit(probs, labels))
+    global_s = best_seconds(lambda: thresholds.global_cutoff(probs, labels))
+    grid_s = best_seconds(lambda: sklearn_grid(probs, labels, GRID_CLASSES)) * probs.shape[1] / len(GRID_CLASSES)
     grid_f1 = np.max([f1_per_class(labels, probs > t) for t in GRID], axis=0)  # the grid's F1s, every class at once
     if not np.allclose(grid_f1[list(GRID_CLASSES)], sklearn_grid(probs, labels, GRID_CLASSES)):
         raise AssertionError("the kit's F1 disagrees with scikit-learn's on the grid")
@@ -100,7 +90,7 @@ def nested_figures(rng: np.random.Generator, labels: np.ndarray) -> dict[str, fl
     candidates = blend.candidates([f"experiment{e}" for e in range(N_EXPERIMENTS)], oofs, tests, labels)
     build_s = time.perf_counter() - start
     rules = tuple(thresholds.RULES)
-    nested_s = best_of_3(lambda: estimates.estimate_table(candidates, labels, fold, rules))
+    nested_s = best_seconds(lambda: estimates.estimate_table(candidates, labels, fold, rules))
     best = estimates.pick_best(estimates.estimate_table(candidates, labels, fold, rules))
     pick = f"{best['candidate']}, {best['rule']}"
     print(f"{len(candidates)} candidates x {len(rules)} rules; best by nested macro-F1: {pick}")

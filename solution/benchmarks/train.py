@@ -15,13 +15,13 @@
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from solution import training
+from solution.benchmarks import best_seconds
 from solution.config import ExperimentConfig, build_config, load_config
 from solution.data.batch import BatchTransform
 from solution.data.cache import load_images
@@ -37,17 +37,6 @@ from solution.inference import predict_probs
 
 DEMO_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "demo"
 N_TRAIN = 640
-
-
-def _time(fn, repeats: int = 2) -> float:
-    """Best of ``repeats`` wall-clock seconds (the first call also warms up)."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def _identity(x: torch.Tensor, dihedral: bool = False) -> torch.Tensor:
@@ -71,9 +60,9 @@ def loop_ratio(cfg: ExperimentConfig, images: np.ndarray, labels: np.ndarray) ->
     engine = training._engine(cfg, stats, len(loader), ctx)
     transform = BatchTransform(channel_matrix(cfg.channels), stats)
     in_memory = [(transform(x, dihedral=True).to(device), y.to(device)) for x, y in loader]
-    full = _time(lambda: training.train_one_epoch(cfg, engine, loader, ctx, 0, "full"))
+    full = best_seconds(lambda: training.train_one_epoch(cfg, engine, loader, ctx, 0, "full"), 2, warm_up=True)
     engine.transform = _identity
-    memory = _time(lambda: training.train_one_epoch(cfg, engine, in_memory, ctx, 0, "memory"))
+    memory = best_seconds(lambda: training.train_one_epoch(cfg, engine, in_memory, ctx, 0, "memory"), 2, warm_up=True)
     n = len(loader) * cfg.batch_size
     return n / full, n / memory
 
@@ -83,7 +72,7 @@ def loader_rate(preset_name: str, size: int = 512, n: int = 48) -> float:
     images = np.random.default_rng(0).integers(0, 255, (8, size, size, 4), dtype=np.uint8)
     dataset = HpaDataset(images, np.arange(n) % len(images), None, train_transform(preset_name))
     dataset.reseed(0)
-    seconds = _time(lambda: [dataset[i] for i in range(n)], repeats=1)
+    seconds = best_seconds(lambda: [dataset[i] for i in range(n)], repeats=1, warm_up=True)
     return n / seconds
 
 
@@ -113,7 +102,7 @@ def gpu_rates(name: str, bf16: bool, batch: int = 32, size: int = 512) -> tuple[
         predict_probs(model, loader, "d4", device) if bf16 else _fp32_predict(model, loader)
         torch.cuda.synchronize()
 
-    return 5 * batch / _time(step), 4 * 8 / _time(predict)
+    return 5 * batch / best_seconds(step, 2, warm_up=True), 4 * 8 / best_seconds(predict, 2, warm_up=True)
 
 
 @torch.no_grad()
