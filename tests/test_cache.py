@@ -299,7 +299,6 @@ def test_benchmark_runs_on_a_tiny_dataset(monkeypatch, capsys):
         "IMAGES": 24,
         "SOURCE_SIZE": 32,
         "CACHE_SIZE": 16,
-        "BASELINE_IMAGES": 8,
         "BATCH": 4,
         "BUILDS": 1,
     }
@@ -331,3 +330,28 @@ def test_worker_processes_start_clean_from_a_busy_parent(ds, cache_dir):
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.splitlines()[-1] == f"({len(ds.train_ids)}, 16, 16, 4)"
+
+
+MAIN_SCRIPT = """
+import sys
+from solution.data.cache import load_images
+from solution.data.layout import open_dataset
+print("main module ran", flush=True)
+if __name__ == "__main__":
+    ds = open_dataset(sys.argv[1])
+    print(load_images(ds, "train", ds.train_ids, 16, sys.argv[2], workers=2, chunk_size=4).shape)
+"""
+
+
+def test_worker_processes_do_not_run_the_callers_main_module(ds, cache_dir, tmp_path):
+    """multiprocessing runs the parent's __main__ in every worker: for `python -m solution.train`, 10 s each."""
+    script = tmp_path / "caller.py"
+    script.write_text(MAIN_SCRIPT)
+    result = subprocess.run(
+        [sys.executable, str(script), str(ds.root), str(cache_dir)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines.count("main module ran") == 1
+    assert lines[-1] == f"({len(ds.train_ids)}, 16, 16, 4)"
+    assert "Warning" not in result.stderr

@@ -2,7 +2,9 @@
 
 - ``cache_build_ratio``: images/s of a cache build with W worker processes, over W times the
   rate of a plain single-process loop that decodes the four PNGs and resizes them with OpenCV
-  (1.0: the processes scale perfectly and chunking, flushing and the stats cost nothing).
+  (1.0: the processes scale perfectly and chunking, writing and the stats cost nothing). The
+  loop decodes as many images as each worker does in a build, so that both runs last as long:
+  the best of several short runs would flatter the baseline on a machine whose speed varies.
 - ``cache_read_speedup``: a training batch of random images read from the cache, against the
   same images decoded from PNG.
 
@@ -31,8 +33,7 @@ FIELDS = 48  # distinct fields rendered...
 IMAGES = 3072  # ...and linked into a training set this big
 SOURCE_SIZE = 256
 CACHE_SIZE = 128
-BASELINE_IMAGES = 256  # decoded by each run of the plain loop
-BUILDS = 2  # cache builds, each between two runs of the plain loop
+BUILDS = 3  # cache builds, each between two runs of the plain loop
 BATCH = 64
 BATCHES = 5
 
@@ -69,12 +70,12 @@ def decode_seconds(dataset: Dataset, ids: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def baseline_rate(dataset: Dataset) -> float:
+def baseline_rate(dataset: Dataset, images: int) -> float:
     """Images/s of the plain loop on one core (OpenCV's own threads off, as in the cache's workers)."""
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
-        return BASELINE_IMAGES / decode_seconds(dataset, dataset.train_ids[:BASELINE_IMAGES])
+        return images / decode_seconds(dataset, dataset.train_ids[:images])
     finally:
         cv2.setNumThreads(threads)
 
@@ -100,10 +101,11 @@ def run(workers: int = 2) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as tmp:
         root = Path(tmp)
         dataset = make_dataset(root)
-        singles, builds = [baseline_rate(dataset)], []
+        share = IMAGES // workers  # what each core decodes in a build, so both runs last as long
+        singles, builds = [baseline_rate(dataset, share)], []
         for attempt in range(BUILDS):
             builds.append(build_rate(dataset, root / f"cache{attempt}", workers))
-            singles.append(baseline_rate(dataset))
+            singles.append(baseline_rate(dataset, share))
         single, build = max(singles), max(builds)
         images = load_images(dataset, "train", dataset.train_ids, CACHE_SIZE, root / "cache0")
         png, cached = read_seconds(dataset, images)

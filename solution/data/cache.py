@@ -34,6 +34,7 @@ import shutil
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -50,7 +51,8 @@ from solution.data.stats import StainStats
 from solution.errors import DatasetError
 from solution.fileio import atomic_write_json, read_json
 
-CHUNK_SIZE = 256  # images decoded, flushed and recorded as one unit of progress
+CHUNK_SIZE = 256  # images recorded as one unit of progress
+PART_SIZE = 32  # images per task handed to a worker: small, so that the workers finish together
 SMALL_BUILD_BYTES = 256 * 2**20  # below this, decoding in this process beats starting worker processes
 SPLITS = ("train", "test")
 log = logging.getLogger(__spec__.name)
@@ -59,6 +61,7 @@ _UNITS = ("B", "KiB", "MiB", "GiB")
 # Per chunk: per stain the sum of pixel values and of their squares (exact integers), and, over every 4th
 # row and column, the pixel count, sums and sums of products of two stains (for the stains' correlations).
 Sums = dict[str, list]
+Task = tuple[int, int]  # (chunk, first row of the part)
 SAMPLE_STRIDE = 4
 
 
@@ -307,33 +310,60 @@ def _size_text(nbytes: int) -> str:
 
 
 def _fill(plan: Plan, todo: list[int], workers: int, record: Callable[[int, Sums], None]) -> None:
-    """Decode the chunks ``todo``, calling ``record`` as each is flushed; one worker decodes in this process."""
+    """Decode the chunks ``todo`` in parts of ``PART_SIZE`` images, calling ``record`` as each chunk is complete."""
     offset = np.load(plan.partial, mmap_mode="r").offset  # where the array data starts, after the .npy header
-    tasks = {k: _chunk_task(plan, offset, k) for k in todo}
+    tasks = {}
+    for k in todo:
+        rows = plan.chunk(k)
+        for start in range(rows.start, rows.stop, PART_SIZE):
+            stop = min(start + PART_SIZE, rows.stop)
+            tasks[k, start] = (plan.partial, offset + start * plan.image_bytes, plan.paths[start:stop], plan.size)
+    parts_left = Counter(k for k, _ in tasks)
+    sums: dict[int, Sums] = {}
+    for (k, _), part in _decoded(tasks, workers):
+        sums[k] = _added(sums[k], part) if k in sums else part
+        parts_left[k] -= 1
+        if not parts_left[k]:
+            record(k, sums.pop(k))
+
+
+def _decoded(tasks: dict[Task, tuple], workers: int) -> Iterator[tuple[Task, Sums]]:
+    """Run ``_decode_part`` on every task, in this process or in ``workers`` processes, as each completes."""
     if workers <= 1:
-        for k, task in tasks.items():
-            record(k, _decode_chunk(*task))
+        for key, args in tasks.items():
+            yield key, _decode_part(*args)
         return
     # Workers come from a forkserver: a plain fork of this process, whose other threads (torch, OpenCV,
-    # a test runner's) may hold locks at that moment, left workers waiting on those locks forever. Every
-    # worker runs this process's __main__ module again, so the forkserver imports it once (for
-    # `python -m solution.train`, all of training: about 10 s, once per process) and workers start at once.
+    # a test runner's) may hold locks at that moment, left workers waiting on those locks forever.
     context = multiprocessing.get_context("forkserver")
-    main = getattr(sys.modules["__main__"].__spec__, "name", None)
-    context.set_forkserver_preload([__spec__.name, *([main] if main else [])])
+    context.set_forkserver_preload([__spec__.name])
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),))
     try:
-        futures = {pool.submit(_decode_chunk, *task): k for k, task in tasks.items()}
+        with _main_hidden():  # every worker starts at the first submit
+            futures = {pool.submit(_decode_part, *args): key for key, args in tasks.items()}
         for future in as_completed(futures):
-            record(futures[future], future.result())
+            yield futures[future], future.result()
     finally:
         pool.shutdown(cancel_futures=True)
 
 
-def _chunk_task(plan: Plan, offset: int, k: int) -> tuple[Path, int, list[tuple[Path, ...]], int]:
-    """The arguments of ``_decode_chunk`` for chunk ``k``."""
-    rows = plan.chunk(k)
-    return plan.partial, offset + rows.start * plan.image_bytes, plan.paths[rows.start : rows.stop], plan.size
+@contextmanager
+def _main_hidden() -> Iterator[None]:
+    """Start worker processes without running this process's ``__main__`` module again in each.
+
+    multiprocessing's forkserver and spawn workers import the parent's main module so that functions
+    defined there can be unpickled: for ``python -m solution.train``, all of training, some 10 s per
+    worker. The decode workers run only this module's functions, so the main module's name and path
+    are hidden while they start (``multiprocessing.spawn.get_preparation_data`` reads them).
+    """
+    main = sys.modules["__main__"]
+    saved = {name: main.__dict__[name] for name in ("__spec__", "__file__") if name in main.__dict__}
+    main.__spec__ = None
+    main.__dict__.pop("__file__", None)
+    try:
+        yield
+    finally:
+        main.__dict__.update(saved)
 
 
 def _init_worker(build: int) -> None:
@@ -343,8 +373,8 @@ def _init_worker(build: int) -> None:
 
 def _exit_after(build: int, parent: int) -> None:
     """End this worker once the build process is gone (killed, say): an idle worker would wait on the
-    task queue forever, and a forked one holds the cache folder's lock. The worker's parent is the
-    build (fork, spawn: the worker is reparented when it dies) or a forkserver, which outlives it."""
+    task queue forever. The worker's parent is the build (fork, spawn: the worker is reparented when
+    it dies) or a forkserver, which outlives it."""
     while os.getppid() == parent and _exists(build):
         time.sleep(0.2)
     os._exit(1)
@@ -358,29 +388,49 @@ def _exists(pid: int) -> bool:
     return True
 
 
-def _decode_chunk(partial: Path, offset: int, paths: list[tuple[Path, ...]], size: int) -> Sums:
-    """Decode ``paths`` into their rows of the partial file, flush them to disk, return their pixel sums."""
-    out = np.memmap(partial, dtype=np.uint8, mode="r+", offset=offset, shape=(len(paths), size, size, len(STAINS)))
+def _decode_part(partial: Path, offset: int, paths: list[tuple[Path, ...]], size: int) -> Sums:
+    """Decode ``paths``, write them as one block at ``offset`` of the partial file, return their pixel sums.
+
+    No fsync: once the write returns the rows are in the file (in the page cache), whatever then happens
+    to this process or the build, which is what resuming a killed build needs (as for every file the kit
+    writes, a crash of the machine itself is not covered).
+    """
+    rows = np.empty((len(paths), size, size, len(STAINS)), np.uint8)
     sums, squares = np.zeros(len(STAINS), np.int64), np.zeros(len(STAINS), np.int64)
-    sample_sums, cross, sampled = np.zeros(len(STAINS), np.int64), np.zeros((len(STAINS), len(STAINS)), np.int64), 0
     for i, image_paths in enumerate(paths):
-        image = read_image(image_paths, size)
-        out[i] = image
-        s, q = _pixel_sums(image)
+        rows[i] = read_image(image_paths, size)
+        s, q = _pixel_sums(rows[i])
         sums += s
         squares += q
-        sample = image[::SAMPLE_STRIDE, ::SAMPLE_STRIDE].reshape(-1, len(STAINS)).astype(np.int64)
-        sample_sums += sample.sum(0)
-        cross += sample.T @ sample  # integer matmul: numpy's own loop, exact, no BLAS
-        sampled += len(sample)
-    out.flush()
+    sample = rows[:, ::SAMPLE_STRIDE, ::SAMPLE_STRIDE].reshape(-1, len(STAINS)).astype(np.int64)
+    _write_at(partial, rows, offset)
     return {
         "sum": sums.tolist(),
         "sumsq": squares.tolist(),
-        "sample": sampled,
-        "sample_sum": sample_sums.tolist(),
-        "cross": cross.tolist(),
+        "sample": len(sample),
+        "sample_sum": sample.sum(0).tolist(),
+        "cross": (sample.T @ sample).tolist(),  # integer matmul: numpy's own loop, exact, no BLAS
     }
+
+
+def _write_at(path: Path, array: np.ndarray, offset: int) -> None:
+    data = memoryview(array).cast("B")
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        while data:  # a write may take fewer bytes than it is given
+            written = os.pwrite(fd, data, offset)
+            data, offset = data[written:], offset + written
+    finally:
+        os.close(fd)
+
+
+def _added(a: Sums, b: Sums) -> Sums:
+    """The sums of two parts, entry by entry (exact: Python integers)."""
+    return {key: _add(a[key], b[key]) for key in a}
+
+
+def _add(x: list | int, y: list | int) -> list | int:
+    return [_add(u, v) for u, v in zip(x, y)] if isinstance(x, list) else x + y
 
 
 def _pixel_sums(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
