@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
 from solution.classes import CLASS_NAMES
 from solution.data.duplicates import read_groups
@@ -107,6 +106,9 @@ def make_folds(labels: np.ndarray, n_folds: int = 5, seed: int = 42, groups: np.
     group_labels = np.zeros((n_groups, labels.shape[1]), dtype=np.uint8)
     np.maximum.at(group_labels, member_of, np.asarray(labels, dtype=np.uint8))
     group_fold = np.full(n_groups, -1, dtype=int)
+    # Imported here: it brings scikit-learn and SciPy (2 s), which no stage but this one needs.
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
     splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     for k, (_, val_idx) in enumerate(splitter.split(np.zeros(n_groups), group_labels)):
         group_fold[val_idx] = k

@@ -1,8 +1,11 @@
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from solution.fileio import exclusive
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
@@ -17,12 +20,30 @@ TINY_CONFIGS = {
 }
 
 
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """``tmp/name``, made by ``build`` once per test session: the first pytest-xdist worker to ask builds
+    it while the others wait, then all of them use it (without xdist, the one process builds it)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's folder, above each worker's own
+    folder, done = root / name, root / f"{name}.done"
+    with exclusive(root / f"{name}.lock", f"the session fixture {name}", wait=True):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset_master(tmp_path_factory) -> Path:
     """A tiny synthetic dataset in the competition layout, generated once per session."""
     from solution.data.synthetic import generate
 
-    return generate(tmp_path_factory.mktemp("master") / "data", n_train=40, n_test=12, size=32, seed=3)
+    def make(folder: Path) -> None:
+        generate(folder / "data", n_train=40, n_test=12, size=32, seed=3)
+
+    return built_once(tmp_path_factory, "master", make) / "data"
 
 
 @pytest.fixture
@@ -36,17 +57,18 @@ def trained_master(tiny_dataset_master, tmp_path_factory) -> Path:
     """A working folder in which folds were made and both tiny experiments trained and assembled, once."""
     from solution import folds, predict, train
 
-    root = tmp_path_factory.mktemp("trained")
-    (root / "configs").mkdir()
-    for name, text in TINY_CONFIGS.items():
-        (root / "configs" / f"{name}.yaml").write_text(text)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
-        folds.main(["--data", str(tiny_dataset_master)])
-        for name in TINY_CONFIGS:
-            train.main(["--config", f"configs/{name}.yaml"])
-            predict.main(["--config", f"configs/{name}.yaml"])
-    return root
+    def make(root: Path) -> None:
+        (root / "configs").mkdir(parents=True)
+        for name, text in TINY_CONFIGS.items():
+            (root / "configs" / f"{name}.yaml").write_text(text)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.chdir(root)
+            folds.main(["--data", str(tiny_dataset_master)])
+            for name in TINY_CONFIGS:
+                train.main(["--config", f"configs/{name}.yaml"])
+                predict.main(["--config", f"configs/{name}.yaml"])
+
+    return built_once(tmp_path_factory, "trained", make)
 
 
 @pytest.fixture
