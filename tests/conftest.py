@@ -8,6 +8,15 @@ import pytest
 from solution.fileio import exclusive
 
 os.environ.setdefault("TQDM_DISABLE", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist workers share the cores: each with torch's and OpenCV's full thread pools, their
+    # threads would outnumber the cores and wait on one another.
+    import cv2
+    import torch
+
+    share = max(1, len(os.sched_getaffinity(0)) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    torch.set_num_threads(share)
+    cv2.setNumThreads(share)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

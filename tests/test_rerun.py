@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from conftest import TINY_CONFIGS
 
 from solution import folds, make_submission, predict, stack, train
@@ -71,7 +72,8 @@ for target in targets:
 
 def killed_at(renames: list[int], module: str, args: list[str], cwd: Path) -> list[int]:
     """Run ``module`` once per entry of ``renames``, each killed (SIGKILL) at that rename, one after another."""
-    env = {**os.environ, "TQDM_DISABLE": "1"}
+    # as many torch threads as this process: floating-point sums split across threads differ in their last bits
+    env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": str(torch.get_num_threads())}
     cmd = [sys.executable, "-c", KILLER, module, *args, ",".join(map(str, renames))]
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
