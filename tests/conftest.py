@@ -92,3 +92,8 @@ def trained(trained_master, tmp_path, monkeypatch) -> Path:
 def hpav18_dir() -> Path:
     """Two real HPAv18 fields, reduced in size (see fixtures/hpav18/README.md)."""
     return FIXTURES / "hpav18"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first: pytest-xdist workers then start them early and finish together."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -8,6 +8,8 @@ an entry point is printed with its traceback and fails the test.
 import subprocess
 import sys
 
+import pytest
+
 DRIVER = """
 import runpy, sys, traceback
 for module, *args in CASES:
@@ -30,6 +32,7 @@ def run_cases(cases, cwd):
     return result.stderr
 
 
+@pytest.mark.slow
 def test_bad_inputs_exit_cleanly(tmp_path, tiny_dataset):
     (tmp_path / "exists").mkdir()
     (tmp_path / "typo.yaml").write_text("backbone: test_resnet\nepoch: 3\n")
