@@ -356,14 +356,16 @@ def _main_hidden() -> Iterator[None]:
     worker. The decode workers run only this module's functions, so the main module's name and path
     are hidden while they start (``multiprocessing.spawn.get_preparation_data`` reads them).
     """
-    main = sys.modules["__main__"]
-    saved = {name: main.__dict__[name] for name in ("__spec__", "__file__") if name in main.__dict__}
-    main.__spec__ = None
-    main.__dict__.pop("__file__", None)
+    names = ("__spec__", "__file__")
+    namespace = sys.modules["__main__"].__dict__
+    saved = {name: namespace.pop(name) for name in names if name in namespace}
+    namespace["__spec__"] = None
     try:
         yield
     finally:
-        main.__dict__.update(saved)
+        for name in names:
+            namespace.pop(name, None)
+        namespace.update(saved)
 
 
 def _init_worker(build: int) -> None:
