@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from solution.data import cache
+from solution.data import cache, cache_worker
 from solution.data.cache import load_images, make_plan, stain_stats
 from solution.data.layout import open_dataset, read_image
 from solution.errors import DatasetError
@@ -27,7 +27,7 @@ CHUNK = 8  # the tiny dataset's 40 training images make 5 chunks
 
 
 class Decodes:
-    """Stands in for read_image in the cache module: counts the images decoded, optionally failing at one."""
+    """Stands in for read_image in the cache's worker module: counts the images decoded, optionally failing at one."""
 
     def __init__(self, fail_at: int | None = None):
         self.count = 0
@@ -42,7 +42,7 @@ class Decodes:
 
 def patch_decodes(monkeypatch, fail_at: int | None = None) -> Decodes:
     decodes = Decodes(fail_at)
-    monkeypatch.setattr(cache, "read_image", decodes)
+    monkeypatch.setattr(cache_worker, "read_image", decodes)
     return decodes
 
 
@@ -123,11 +123,12 @@ def test_interrupted_build_resumes_with_only_the_missing_chunks(ds, cache_dir, m
 
 KILL_SCRIPT = """
 import os, signal, sys
-from solution.data import cache
+from solution.data import cache, cache_worker
 from solution.data.layout import open_dataset
 
-data, cache_dir, workers, target, after = sys.argv[1:]
-real = getattr(cache, target)
+data, cache_dir, workers, module, target, after = sys.argv[1:]
+module = getattr(sys.modules["solution.data"], module)
+real = getattr(module, target)
 calls = 0
 def call_or_die(*args):
     global calls
@@ -136,7 +137,7 @@ def call_or_die(*args):
     calls += 1
     return real(*args)
 
-setattr(cache, target, call_or_die)
+setattr(module, target, call_or_die)
 ds = open_dataset(data)
 cache.load_images(ds, "train", ds.train_ids, {size}, cache_dir, workers=int(workers), chunk_size={chunk})
 """
@@ -160,13 +161,18 @@ def lock_frees_within(folder: Path, seconds: float) -> bool:
 
 
 @pytest.mark.parametrize(
-    "workers, target, after",
-    [(1, "read_image", 2 * CHUNK + 3), (2, "_write_progress", 3)],  # mid-chunk; after the 2nd chunk's record
+    "workers, module, target, after",
+    [
+        (1, "cache_worker", "read_image", 2 * CHUNK + 3),  # mid-chunk
+        (2, "cache", "_write_progress", 3),  # after the 2nd chunk's record
+    ],
     ids=["in-process", "worker-processes"],
 )
-def test_killed_build_leaves_only_its_named_partial_and_resumes(ds, cache_dir, monkeypatch, workers, target, after):
+def test_killed_build_leaves_only_its_named_partial_and_resumes(
+    ds, cache_dir, monkeypatch, workers, module, target, after
+):
     script = KILL_SCRIPT.format(size=SIZE, chunk=CHUNK)
-    args = [str(ds.root), str(cache_dir), str(workers), target, str(after)]
+    args = [str(ds.root), str(cache_dir), str(workers), module, target, str(after)]
     run = subprocess.run([sys.executable, "-c", script, *args], check=False, cwd=ROOT)
     assert run.returncode == -signal.SIGKILL
     assert lock_frees_within(cache_dir, 10)  # orphaned workers end with their parent
@@ -289,6 +295,16 @@ def test_main_builds_every_split_and_reports_user_errors_without_traceback(tiny_
     assert len(list(cache_dir.glob("*.stats.json"))) == 2
     with pytest.raises(SystemExit, match="^error: dataset directory not found"):
         cache.main(["--data", str(cache_dir / "none"), "--size", str(SIZE)])
+
+
+def test_stage_run_as_main_builds_with_worker_processes(ds, cache_dir):
+    """Under ``python -m solution.data.cache`` the cache module is ``__main__``, which workers do not run:
+    what they run must be found by an importable name (40 images make two parts, so two workers)."""
+    cmd = [sys.executable, "-m", "solution.data.cache", "--data", str(ds.root), "--size", str(SIZE)]
+    cmd += ["--cache-dir", str(cache_dir), "--workers", "2", "--splits", "train"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    np.testing.assert_array_equal(load_images(ds, "train", ds.train_ids, SIZE, cache_dir), decoded(ds))
 
 
 def test_benchmark_runs_on_a_tiny_dataset(monkeypatch, capsys):

@@ -32,8 +32,6 @@ import multiprocessing
 import os
 import shutil
 import sys
-import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -41,12 +39,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from solution.cli import user_errors
-from solution.data.layout import STAINS, Dataset, open_dataset, read_image
+from solution.data import cache_worker
+from solution.data.cache_worker import Sums
+from solution.data.layout import STAINS, Dataset, open_dataset
 from solution.data.stats import StainStats
 from solution.errors import DatasetError
 from solution.fileio import atomic_write_json, read_json
@@ -58,11 +57,7 @@ SPLITS = ("train", "test")
 log = logging.getLogger(__spec__.name)
 _UNITS = ("B", "KiB", "MiB", "GiB")
 
-# Per chunk: per stain the sum of pixel values and of their squares (exact integers), and, over every 4th
-# row and column, the pixel count, sums and sums of products of two stains (for the stains' correlations).
-Sums = dict[str, list]
 Task = tuple[int, int]  # (chunk, first row of the part)
-SAMPLE_STRIDE = 4
 
 
 @dataclass(frozen=True)
@@ -247,7 +242,7 @@ def _build(plan: Plan, workers: int) -> None:
         bar.update(len(plan.chunk(k)))
 
     with bar:
-        _fill(plan, todo, min(workers, len(todo)), record)
+        _fill(plan, todo, workers, record)
     _finish(plan, done)
 
 
@@ -320,7 +315,7 @@ def _fill(plan: Plan, todo: list[int], workers: int, record: Callable[[int, Sums
             tasks[k, start] = (plan.partial, offset + start * plan.image_bytes, plan.paths[start:stop], plan.size)
     parts_left = Counter(k for k, _ in tasks)
     sums: dict[int, Sums] = {}
-    for (k, _), part in _decoded(tasks, workers):
+    for (k, _), part in _decoded(tasks, min(workers, len(tasks))):
         sums[k] = _added(sums[k], part) if k in sums else part
         parts_left[k] -= 1
         if not parts_left[k]:
@@ -328,19 +323,19 @@ def _fill(plan: Plan, todo: list[int], workers: int, record: Callable[[int, Sums
 
 
 def _decoded(tasks: dict[Task, tuple], workers: int) -> Iterator[tuple[Task, Sums]]:
-    """Run ``_decode_part`` on every task, in this process or in ``workers`` processes, as each completes."""
+    """Run ``cache_worker.decode_part`` on every task, here or in ``workers`` processes, as each completes."""
     if workers <= 1:
         for key, args in tasks.items():
-            yield key, _decode_part(*args)
+            yield key, cache_worker.decode_part(*args)
         return
     # Workers come from a forkserver: a plain fork of this process, whose other threads (torch, OpenCV,
     # a test runner's) may hold locks at that moment, left workers waiting on those locks forever.
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__spec__.name])
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),))
+    context.set_forkserver_preload([cache_worker.__name__])
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=cache_worker.init, initargs=(os.getpid(),))
     try:
         with _main_hidden():  # every worker starts at the first submit
-            futures = {pool.submit(_decode_part, *args): key for key, args in tasks.items()}
+            futures = {pool.submit(cache_worker.decode_part, *args): key for key, args in tasks.items()}
         for future in as_completed(futures):
             yield futures[future], future.result()
     finally:
@@ -368,64 +363,6 @@ def _main_hidden() -> Iterator[None]:
         namespace.update(saved)
 
 
-def _init_worker(build: int) -> None:
-    cv2.setNumThreads(1)  # the processes are the parallelism; OpenCV's own threads would oversubscribe
-    threading.Thread(target=_exit_after, args=(build, os.getppid()), daemon=True).start()
-
-
-def _exit_after(build: int, parent: int) -> None:
-    """End this worker once the build process is gone (killed, say): an idle worker would wait on the
-    task queue forever. The worker's parent is the build (fork, spawn: the worker is reparented when
-    it dies) or a forkserver, which outlives it."""
-    while os.getppid() == parent and _exists(build):
-        time.sleep(0.2)
-    os._exit(1)
-
-
-def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _decode_part(partial: Path, offset: int, paths: list[tuple[Path, ...]], size: int) -> Sums:
-    """Decode ``paths``, write them as one block at ``offset`` of the partial file, return their pixel sums.
-
-    No fsync: once the write returns the rows are in the file (in the page cache), whatever then happens
-    to this process or the build, which is what resuming a killed build needs (as for every file the kit
-    writes, a crash of the machine itself is not covered).
-    """
-    rows = np.empty((len(paths), size, size, len(STAINS)), np.uint8)
-    sums, squares = np.zeros(len(STAINS), np.int64), np.zeros(len(STAINS), np.int64)
-    for i, image_paths in enumerate(paths):
-        rows[i] = read_image(image_paths, size)
-        s, q = _pixel_sums(rows[i])
-        sums += s
-        squares += q
-    sample = rows[:, ::SAMPLE_STRIDE, ::SAMPLE_STRIDE].reshape(-1, len(STAINS)).astype(np.int64)
-    _write_at(partial, rows, offset)
-    return {
-        "sum": sums.tolist(),
-        "sumsq": squares.tolist(),
-        "sample": len(sample),
-        "sample_sum": sample.sum(0).tolist(),
-        "cross": (sample.T @ sample).tolist(),  # integer matmul: numpy's own loop, exact, no BLAS
-    }
-
-
-def _write_at(path: Path, array: np.ndarray, offset: int) -> None:
-    data = memoryview(array).cast("B")
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        while data:  # a write may take fewer bytes than it is given
-            written = os.pwrite(fd, data, offset)
-            data, offset = data[written:], offset + written
-    finally:
-        os.close(fd)
-
-
 def _added(a: Sums, b: Sums) -> Sums:
     """The sums of two parts, entry by entry (exact: Python integers)."""
     return {key: _add(a[key], b[key]) for key in a}
@@ -433,17 +370,6 @@ def _added(a: Sums, b: Sums) -> Sums:
 
 def _add(x: list | int, y: list | int) -> list | int:
     return [_add(u, v) for u, v in zip(x, y)] if isinstance(x, list) else x + y
-
-
-def _pixel_sums(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel sum and sum of squares of a uint8 image, exactly.
-
-    cv2.meanStdDev is some 20x faster than numpy here; its doubles are within
-    1e-5 of the integer sums even for 2048 px images, so rounding recovers them.
-    """
-    n = image.shape[0] * image.shape[1]
-    mean, std = (v.ravel() for v in cv2.meanStdDev(image))
-    return np.rint(mean * n).astype(np.int64), np.rint((std * std + mean * mean) * n).astype(np.int64)
 
 
 def _finish(plan: Plan, done: dict[int, dict]) -> None:
