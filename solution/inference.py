@@ -11,7 +11,6 @@ from torch.utils.data import DataLoader
 
 from solution.config import ExperimentConfig
 from solution.data.batch import BatchTransform
-from solution.data.cache import load_images
 from solution.data.channels import channel_matrix
 from solution.data.layout import Dataset
 from solution.data.loader import make_loader
@@ -49,12 +48,17 @@ def predict_fold(
     model: nn.Module,
     stats: StainStats,
     dataset: Dataset,
+    images: np.ndarray,
+    test_images: np.ndarray,
     folds: Folds,
     fold: int,
     out_dir: Path,
     device: torch.device,
 ) -> None:
-    """Write the fold's TTA predictions: ``oof.parquet`` for its validation images, ``test.parquet``."""
+    """Write the fold's TTA predictions: ``oof.parquet`` for its validation images, ``test.parquet``.
+
+    ``images`` and ``test_images`` are the dataset's cached splits at ``cfg.image_size`` (opened once by
+    the caller: naming a cache means a look at every source file)."""
     transform = BatchTransform(channel_matrix(cfg.channels), stats, channels_last=device.type == "cuda")
 
     def predict(images: np.ndarray, positions: np.ndarray) -> np.ndarray:
@@ -62,8 +66,7 @@ def predict_fold(
         return predict_probs(model, loader, cfg.tta, device, transform)
 
     _, val_pos = folds.split(dataset.train_ids, fold)
-    test_images = load_images(dataset, "test", dataset.test_ids, cfg.image_size)
-    oof = predict(load_images(dataset, "train", dataset.train_ids, cfg.image_size), val_pos)
+    oof = predict(images, val_pos)
     test = predict(test_images, np.arange(len(test_images)))
     val_ids = [dataset.train_ids[i] for i in val_pos]
     write_fold_predictions(out_dir, cfg, folds, probs_frame(val_ids, oof), probs_frame(dataset.test_ids, test))

@@ -13,6 +13,7 @@ import argparse
 import logging
 
 from solution.cli import add_oof_arg, user_errors
+from solution.data.cache import load_images
 from solution.distributed import resolve_device
 from solution.inference import predict_fold
 from solution.runs import add_experiment_args, assemble, fold_dir, load_checkpoint, load_experiment, predictions_current
@@ -33,11 +34,18 @@ def main(argv: list[str] | None = None) -> None:
     with user_errors():
         cfg, folds, dataset = load_experiment(args)
         device = resolve_device(cfg.device)
-        for k in range(folds.n_folds):
-            d = fold_dir(args.runs_dir, cfg, k)
-            if args.redo or not predictions_current(d, cfg, folds):
+        todo = [
+            k
+            for k in range(folds.n_folds)
+            if args.redo or not predictions_current(fold_dir(args.runs_dir, cfg, k), cfg, folds)
+        ]
+        if todo:  # the cached images, opened once for every fold
+            images = load_images(dataset, "train", dataset.train_ids, cfg.image_size)
+            test_images = load_images(dataset, "test", dataset.test_ids, cfg.image_size)
+            for k in todo:
+                d = fold_dir(args.runs_dir, cfg, k)
                 model, stats = load_checkpoint(cfg, folds, d / "checkpoint.pt", device)
-                predict_fold(cfg, model, stats, dataset, folds, k, d, device)
+                predict_fold(cfg, model, stats, dataset, images, test_images, folds, k, d, device)
         out = assemble(cfg, dataset, folds, args.runs_dir, args.oof_dir)
         log.info(f"wrote {out}/oof.parquet, test.parquet, manifest.json")
 

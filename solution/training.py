@@ -40,7 +40,7 @@ from tqdm import tqdm
 from solution import thresholds
 from solution.config import ExperimentConfig, save_config
 from solution.data.batch import BatchTransform
-from solution.data.cache import load_images, stain_stats
+from solution.data.cache import load_images, open_cache
 from solution.data.channels import channel_matrix
 from solution.data.dataset import StackedImages
 from solution.data.layout import Dataset
@@ -195,12 +195,18 @@ def epoch_summary(cfg: ExperimentConfig, m: dict[str, float]) -> str:
 
 
 def _loaders(
-    cfg: ExperimentConfig, dataset: Dataset, extra_datasets: list[Dataset], folds: Folds, fold: int, ctx: Context
+    cfg: ExperimentConfig,
+    dataset: Dataset,
+    images: np.ndarray,
+    extra_datasets: list[Dataset],
+    folds: Folds,
+    fold: int,
+    ctx: Context,
 ) -> tuple[DataLoader, DataLoader]:
+    """The fold's loaders over ``images`` (the dataset's cached training images) and the extra datasets'."""
     train_pos, val_pos = folds.split(dataset.train_ids, fold)
     if len(train_pos) + sum(len(e.train_ids) for e in extra_datasets) < 2 * ctx.world_size:
         raise ConfigError(f"fold {fold} leaves fewer than 2 training images per process: BatchNorm cannot train")
-    images = load_images(dataset, "train", dataset.train_ids, cfg.image_size)
     extras = [load_images(e, "train", e.train_ids, cfg.image_size) for e in extra_datasets]
     all_images = StackedImages([images, *extras])  # extra images: training side only, after the competition's
     all_labels = np.concatenate([dataset.train_labels, *(e.train_labels for e in extra_datasets)])
@@ -311,6 +317,14 @@ def train_fold(
         return _train_fold(cfg, dataset, folds, fold, out, ctx)
 
 
+def _open_train_cache(cfg: ExperimentConfig, dataset: Dataset, ctx: Context) -> tuple[np.ndarray, StainStats]:
+    """The cached training images and their stain stats: rank 0 builds the cache while the other ranks wait."""
+    if ctx.is_main:
+        opened = open_cache(dataset, "train", dataset.train_ids, cfg.image_size)
+    ctx.barrier()
+    return opened if ctx.is_main else open_cache(dataset, "train", dataset.train_ids, cfg.image_size)
+
+
 def _train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, fold: int, out: Path, ctx: Context) -> dict:
     if (out / "metrics.json").is_file():
         done = read_json(out / "metrics.json")
@@ -319,11 +333,9 @@ def _train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, fold: int
         return done
     if ctx.is_main:
         save_config(cfg, out / "config.yaml")
-        load_images(dataset, "train", dataset.train_ids, cfg.image_size)  # build the cache once, not once per rank
-    ctx.barrier()
+    images, stats = _open_train_cache(cfg, dataset, ctx)
     seed_everything(cfg.seed + fold)
-    stats = stain_stats(dataset, "train", dataset.train_ids, cfg.image_size)  # computed with the cache, once
-    train_loader, val_loader = _loaders(cfg, dataset, open_extras(folds), folds, fold, ctx)
+    train_loader, val_loader = _loaders(cfg, dataset, images, open_extras(folds), folds, fold, ctx)
     engine = _engine(cfg, stats, max(1, len(train_loader) // cfg.accumulate), ctx)
     progress = _resume(out / "last.pt", cfg, folds, engine)
     if progress.epoch:
@@ -358,7 +370,7 @@ def _train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, fold: int
         else:
             progress.epoch = epoch + 1
         ctx.barrier()
-    final = _finish(cfg, dataset, folds, fold, out, progress, ctx, len(train_loader)) if ctx.is_main else {}
+    final = _finish(cfg, dataset, images, folds, fold, out, progress, ctx, len(train_loader)) if ctx.is_main else {}
     if tb is not None:
         tb.close()
     ctx.barrier()
@@ -368,6 +380,7 @@ def _train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, fold: int
 def _finish(
     cfg: ExperimentConfig,
     dataset: Dataset,
+    images: np.ndarray,
     folds: Folds,
     fold: int,
     out: Path,
@@ -379,7 +392,8 @@ def _finish(
     if (out / "best.pt").is_file():
         os.replace(out / "best.pt", out / "checkpoint.pt")
     model, stats = load_checkpoint(cfg, folds, out / "checkpoint.pt", ctx.device)
-    predict_fold(cfg, model, stats, dataset, folds, fold, out, ctx.device)
+    test_images = load_images(dataset, "test", dataset.test_ids, cfg.image_size)
+    predict_fold(cfg, model, stats, dataset, images, test_images, folds, fold, out, ctx.device)
     best_row = next(h for h in progress.history if h["epoch"] == progress.best_epoch)
     final = {
         "fold": fold,

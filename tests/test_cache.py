@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from solution.data import cache, cache_worker
-from solution.data.cache import load_images, make_plan, stain_stats
+from solution.data.cache import load_images, make_plan, open_cache
 from solution.data.layout import open_dataset, read_image
 from solution.errors import DatasetError
 
@@ -93,7 +93,7 @@ def test_worker_processes_build_the_same_cache_and_stats(ds, cache_dir):
 
 
 def test_stain_stats_match_numpy_on_the_cached_pixels(ds, cache_dir):
-    stats = stain_stats(ds, "train", ds.train_ids, SIZE, cache_dir, workers=2, chunk_size=CHUNK)
+    _, stats = open_cache(ds, "train", ds.train_ids, SIZE, cache_dir, workers=2, chunk_size=CHUNK)
     pixels = build(ds, cache_dir).reshape(-1, 4).astype(np.float64)
     np.testing.assert_allclose(stats.mean, pixels.mean(0), rtol=1e-12)
     np.testing.assert_allclose(np.diag(stats.cov), pixels.var(0), rtol=1e-9)
