@@ -258,6 +258,7 @@ def _save_last(path: Path, cfg: ExperimentConfig, folds: Folds, engine: Engine, 
         "scheduler": engine.scheduler.state_dict(),
         "ema": engine.ema.state_dict() if engine.ema is not None else {},
         "rng": rng_state(),
+        "threads": torch.get_num_threads(),
         "progress": {"epoch": progress.epoch, "best": progress.best, "best_epoch": progress.best_epoch},
         "history": progress.history,
     }
@@ -275,7 +276,18 @@ def _resume(path: Path, cfg: ExperimentConfig, folds: Folds, engine: Engine) -> 
     if engine.ema is not None:
         engine.ema.load_state_dict(state["ema"])
     set_rng_state(state["rng"])
+    _warn_of_other_threads(path, state.get("threads"))
     return Progress(history=state["history"], **state["progress"])
+
+
+def _warn_of_other_threads(path: Path, saved: int | None) -> None:
+    """A resumed run matches an uninterrupted one bit for bit only with as many torch threads: floating-point
+    sums split across threads differ in their last bits (still a sound run, but not the same numbers)."""
+    if saved is not None and saved != torch.get_num_threads():
+        log.warning(
+            f"{path}: resuming with {torch.get_num_threads()} torch threads where the run had {saved}: its numbers "
+            f"will differ in their last bits from an uninterrupted run's (OMP_NUM_THREADS={saved} would match)"
+        )
 
 
 def _write_history(out: Path, history: list[dict[str, float]]) -> None:

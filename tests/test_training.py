@@ -31,18 +31,22 @@ def weights(run):
     return torch.load(run / "checkpoint.pt", weights_only=True)["model"]
 
 
-def test_killed_after_an_epoch_and_resumed_ends_as_an_uninterrupted_run(trained, engine_cfg, monkeypatch):
-    train.main([*engine_cfg, "--runs-dir", "whole"])
+def train_killed_after_epoch_1(args: list[str], monkeypatch) -> None:
     original = training._end_of_epoch
 
-    def killed_after_epoch_1(*args):
-        original(*args)
-        if args[4].epoch == 1:
+    def killed_after_epoch_1(*a):
+        original(*a)
+        if a[4].epoch == 1:
             raise KeyboardInterrupt
 
     with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
         patch.setattr(training, "_end_of_epoch", killed_after_epoch_1)
-        train.main([*engine_cfg, "--runs-dir", "killed"])
+        train.main(args)
+
+
+def test_killed_after_an_epoch_and_resumed_ends_as_an_uninterrupted_run(trained, engine_cfg, monkeypatch):
+    train.main([*engine_cfg, "--runs-dir", "whole"])
+    train_killed_after_epoch_1([*engine_cfg, "--runs-dir", "killed"], monkeypatch)
     run = trained / "killed" / "engine" / "fold0"
     assert load_state(run / "last.pt", *_identity(trained))["progress"]["epoch"] == 1
     train.main([*engine_cfg, "--runs-dir", "killed"])
@@ -51,6 +55,18 @@ def test_killed_after_an_epoch_and_resumed_ends_as_an_uninterrupted_run(trained,
     assert whole.keys() == resumed.keys()
     for key in whole:
         assert torch.equal(whole[key], resumed[key]), key
+
+
+def test_resuming_with_other_torch_threads_says_the_numbers_will_differ(trained, engine_cfg, monkeypatch, capsys):
+    train_killed_after_epoch_1([*engine_cfg, "--runs-dir", "killed"], monkeypatch)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads + 1)
+    try:
+        capsys.readouterr()
+        train.main([*engine_cfg, "--runs-dir", "killed"])
+    finally:
+        torch.set_num_threads(threads)
+    assert f"resuming with {threads + 1} torch threads where the run had {threads}" in capsys.readouterr().out
 
 
 def _identity(trained):
