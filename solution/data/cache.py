@@ -348,7 +348,7 @@ def _main_hidden() -> Iterator[None]:
 
     multiprocessing's forkserver and spawn workers import the parent's main module so that functions
     defined there can be unpickled: for ``python -m solution.train``, all of training, some 10 s per
-    worker. The decode workers run only this module's functions, so the main module's name and path
+    worker. The decode workers run only ``cache_worker``'s functions, so the main module's name and path
     are hidden while they start (``multiprocessing.spawn.get_preparation_data`` reads them).
     """
     names = ("__spec__", "__file__")
