@@ -8,7 +8,7 @@
 # refused (with the command that remakes them). Finished folds are skipped and a killed fold resumes
 # from its last epoch, so the script can simply be run again.
 #   --extra DIR2      an extra training dataset (train.csv and train/, e.g. HPAv18 from
-#                     python -m solution.data.external): on the training side of every fold, never validated
+#                     python -m solution.external): on the training side of every fold, never validated
 #   --jobs N          train N folds at once, one process each: each gets its own GPU (from
 #                     CUDA_VISIBLE_DEVICES, or all that torch sees) or, without GPUs, its share of the cores
 #   NPROC_PER_NODE=N  (environment) train each fold on N GPUs (or N CPU processes) through torchrun and DDP
@@ -40,7 +40,7 @@ if [[ "$jobs" -gt 1 && "${NPROC_PER_NODE:-1}" -gt 1 ]]; then
 fi
 if [[ -z "$data" ]]; then
     data=data/demo
-    [[ -f "$data/train.csv" ]] || python -m solution.data.synthetic "$data"
+    [[ -f "$data/train.csv" ]] || python -m solution.synthetic "$data"
 fi
 if [[ ${#configs[@]} -eq 0 ]]; then configs=("$kit"/configs/demo/*.yaml); fi
 for c in "${configs[@]}"; do

@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Callable
 
 from solution.benchmarks import data_cache, data_hash, stack, thresholds, train
-from solution.cli import user_errors
+from solution.core.cli import user_errors
 
 BENCHES: dict[str, tuple[Callable[[], dict[str, float]], ...]] = {
     "train": (train.run,),

@@ -1,7 +1,7 @@
 """Multilabel-stratified K folds: ``python -m solution.folds --data DIR [--n-folds 5 --seed 42 --force]``.
 
-Writes ``folds/folds.csv`` (Id,fold, and group where ``python -m solution.data.duplicates`` grouped
-duplicates into ``folds/duplicates_groups.csv``) and ``folds/folds.json``; see ``solution.splits``.
+Writes ``folds/folds.csv`` (Id,fold, and group where ``python -m solution.duplicates`` grouped
+duplicates into ``folds/duplicates_groups.csv``) and ``folds/folds.json``; see ``solution.artifacts.folds``.
 Existing folds made from the same data are kept; folds made from other data are
 refused with the command that remakes them (``--force``).
 """
@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from solution.cli import user_errors
-from solution.splits import ensure_folds
+from solution.artifacts.folds import ensure_folds
+from solution.core.cli import user_errors
+from solution.core.workspace import FOLDS_DIR
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--data", type=Path, required=True, help="dataset directory (train.csv, train/, test/, sample_submission.csv)"
     )
-    parser.add_argument("--out", type=Path, default=Path("folds"), help="folder for folds.csv and folds.json")
+    parser.add_argument("--out", type=Path, default=FOLDS_DIR, help="folder for folds.csv and folds.json")
     parser.add_argument("--n-folds", type=int, default=None, help="default: the existing folds' or 5")
     parser.add_argument("--seed", type=int, default=None, help="default: the existing folds' or 42")
     parser.add_argument(

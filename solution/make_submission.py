@@ -4,7 +4,7 @@ Scores every candidate (experiments, blends, the stack) under every threshold
 rule with nested estimates, picks the best nested figure unless told, prints
 what it picked and why, writes ``submissions/<source>.csv`` and its ``.json``
 sidecar, and with ``--submit`` uploads it through the ``kaggle`` package. See
-``solution.submission`` and ``solution.upload``.
+``solution.ensemble.submission`` and ``solution.ensemble.upload``.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import argparse
 import logging
 from pathlib import Path
 
-from solution import thresholds
-from solution.cli import add_data_args, add_oof_arg, user_errors
-from solution.submission import check_pair, write_submission
-from solution.upload import COMPETITION, submit
+from solution.core.cli import add_data_args, add_oof_arg, user_errors
+from solution.ensemble.submission import check_pair, write_submission
+from solution.ensemble.upload import COMPETITION, submit
+from solution.scoring import thresholds
 
 log = logging.getLogger(__spec__.name)
-DEFAULT_MIN_POSITIVES = 5
+GLOBAL_BELOW = 5  # a cut-off fitted on fewer positives mostly fits their noise
 
 
 def parser() -> argparse.ArgumentParser:
@@ -28,9 +28,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rule", choices=list(thresholds.RULES), default=None, help="threshold rule (default: the best)")
     p.add_argument("--shrink", type=float, default=0.0, help="pull each cut-off toward the global one (0..1)")
     p.add_argument(
-        "--min-positives",
+        "--global-below",
         type=int,
-        default=DEFAULT_MIN_POSITIVES,
+        default=GLOBAL_BELOW,
         help="a class with fewer OOF positives takes the global cut-off",
     )
     p.add_argument(
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     with user_errors():
         options = thresholds.RuleOptions(
-            shrink=args.shrink, min_positives=args.min_positives, at_least_one=args.at_least_one
+            shrink=args.shrink, global_below=args.global_below, at_least_one=args.at_least_one
         )
         summary, out = write_submission(
             args.out, args.oof_dir, args.folds_dir, args.data, options, args.source, args.rule

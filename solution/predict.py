@@ -12,11 +12,18 @@ from __future__ import annotations
 import argparse
 import logging
 
-from solution.cli import add_oof_arg, user_errors
+from solution.core.cli import add_oof_arg, user_errors
 from solution.data.cache import load_images
-from solution.distributed import resolve_device
-from solution.inference import predict_fold
-from solution.runs import add_experiment_args, assemble, fold_dir, load_checkpoint, load_experiment, predictions_current
+from solution.training.distributed import resolve_device
+from solution.training.inference import predict_fold
+from solution.training.runs import (
+    add_experiment_args,
+    assemble,
+    fold_dir,
+    load_checkpoint,
+    load_experiment,
+    predictions_current,
+)
 
 log = logging.getLogger(__spec__.name)
 

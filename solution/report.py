@@ -1,6 +1,6 @@
 """The report: ``python -m solution.report [--submission PATH] [--out reports]`` -> ``reports/index.html``.
 
-See ``solution.reporting``: per-class F1 of every candidate, cut-offs against
+See ``solution.reporting.page``: per-class F1 of every candidate, cut-offs against
 prevalence, training curves, fold prevalence, the candidate x rule estimates
 and the submission against the training distribution, as PNG plots and tables
 on one page that opens from disk.
@@ -12,26 +12,25 @@ import argparse
 import logging
 from pathlib import Path
 
-from solution.cli import add_data_args, add_oof_arg, user_errors
-from solution.reporting import newest_submission, write_report
+from solution.core.cli import add_data_args, add_oof_arg, user_errors
+from solution.core.workspace import REPORTS_DIR, RUNS_DIR, SUBMISSIONS_DIR
+from solution.reporting.page import newest_submission, write_report
 
 log = logging.getLogger(__spec__.name)
-
-SUBMISSIONS_DIR = Path("submissions")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Write an HTML report of the predictions, folds and submission.")
     add_oof_arg(parser)
     add_data_args(parser)
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="folder of the run folders")
+    parser.add_argument("--runs-dir", type=Path, default=RUNS_DIR, help="folder of the run folders")
     parser.add_argument(
         "--submission",
         type=Path,
         default=None,
         help=f"submission CSV (default: the newest {SUBMISSIONS_DIR}/*.csv with a .json sidecar, if any)",
     )
-    parser.add_argument("--out", type=Path, default=Path("reports"), help="folder of index.html and its plots")
+    parser.add_argument("--out", type=Path, default=REPORTS_DIR, help="folder of index.html and its plots")
     args = parser.parse_args(argv)
     with user_errors():
         submission = args.submission or newest_submission(SUBMISSIONS_DIR)

@@ -1,17 +1,17 @@
 """Train an experiment on one or more folds: ``python -m solution.train --config C [--fold K ...]``.
 
-Runs under ``torchrun`` too (DDP, one process per GPU). See ``solution.training``.
+Runs under ``torchrun`` too (DDP, one process per GPU). See ``solution.training.loop``.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from solution.cli import user_errors
-from solution.distributed import setup, teardown
-from solution.errors import ConfigError
-from solution.runs import add_experiment_args, load_experiment
-from solution.training import train_fold
+from solution.core.cli import user_errors
+from solution.core.errors import ConfigError
+from solution.training.distributed import setup, teardown
+from solution.training.loop import train_fold
+from solution.training.runs import add_experiment_args, load_experiment
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from solution.fileio import exclusive
+from solution.core.fileio import exclusive
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 if os.environ.get("PYTEST_XDIST_WORKER"):

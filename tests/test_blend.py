@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from solution import blend
-from solution.errors import ConfigError
-from solution.metrics import f1_per_class
+from solution.core.errors import ConfigError
+from solution.ensemble import blend
+from solution.scoring.metrics import f1_per_class
 
 
 def experiments(seed: int = 0, e: int = 3, n: int = 60, m: int = 20, c: int = 3):

@@ -16,10 +16,12 @@ import cv2
 import numpy as np
 import pytest
 
+from solution import cache as cache_command
+from solution.core.errors import DatasetError
 from solution.data import cache, cache_worker
 from solution.data.cache import load_images, make_plan, open_cache
-from solution.data.layout import open_dataset, read_image
-from solution.errors import DatasetError
+from solution.data.images import read_image
+from solution.data.layout import open_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 16
@@ -289,18 +291,20 @@ def test_a_build_waits_for_the_folder_lock_and_reuses_what_was_built_meanwhile(d
 
 
 def test_main_builds_every_split_and_reports_user_errors_without_traceback(tiny_dataset, cache_dir, capsys):
-    cache.main(["--data", str(tiny_dataset), "--size", str(SIZE), "--cache-dir", str(cache_dir), "--workers", "1"])
+    cache_command.main(
+        ["--data", str(tiny_dataset), "--size", str(SIZE), "--cache-dir", str(cache_dir), "--workers", "1"]
+    )
     out = capsys.readouterr().out
     assert "train at 16 px: 40 images" in out and "test at 16 px: 12 images" in out
     assert len(list(cache_dir.glob("*.stats.json"))) == 2
     with pytest.raises(SystemExit, match="^error: dataset directory not found"):
-        cache.main(["--data", str(cache_dir / "none"), "--size", str(SIZE)])
+        cache_command.main(["--data", str(cache_dir / "none"), "--size", str(SIZE)])
 
 
 def test_stage_run_as_main_builds_with_worker_processes(ds, cache_dir):
-    """Under ``python -m solution.data.cache`` the cache module is ``__main__``, which workers do not run:
-    what they run must be found by an importable name (40 images make two parts, so two workers)."""
-    cmd = [sys.executable, "-m", "solution.data.cache", "--data", str(ds.root), "--size", str(SIZE)]
+    """Under ``python -m solution.cache`` the command is ``__main__``, which workers do not run: what they
+    run must be found by an importable name (40 images make two parts, so two workers)."""
+    cmd = [sys.executable, "-m", "solution.cache", "--data", str(ds.root), "--size", str(SIZE)]
     cmd += ["--cache-dir", str(cache_dir), "--workers", "2", "--splits", "train"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]

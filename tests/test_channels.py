@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from solution.core.errors import ConfigError
 from solution.data.channels import channel_matrix, in_channels
-from solution.errors import ConfigError
 
 # One pixel with stains R, G, B, Y = 0.2, 0.4, 0.6, 0.8.
 PIXEL = np.array([0.2, 0.4, 0.6, 0.8])

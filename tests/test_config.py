@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from solution.config import ConfigError, add_override_args, load_config, overrides_from_args
+from solution.training.config import ConfigError, add_override_args, load_config, overrides_from_args
 
 
 def write(tmp_path, text, name="exp.yaml"):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from solution import folds
-from solution.splits import read_folds
+from solution.artifacts.folds import read_folds
 
 CONFIG = (
     "backbone: test_efficientnet\nchannels: rgby\nimage_size: 32\nbatch_size: 4\nepochs: 2\nlr: 0.003\n"

@@ -5,22 +5,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from solution.artifacts.folds import GROUP_COLUMNS, PAIR_COLUMNS, groups_path, make_folds, read_groups
 from solution.benchmarks.data_hash import plant_copies, smooth_images
+from solution.core.errors import ArtifactError
 from solution.data.duplicates import (
     DEFAULT_MAX_DISTANCE,
-    GROUP_COLUMNS,
-    PAIR_COLUMNS,
     connected_groups,
     find_pairs,
-    groups_path,
     image_hashes,
-    main,
-    read_groups,
 )
 from solution.data.layout import STAINS, open_dataset
 from solution.data.synthetic import render_field, sample_labels
-from solution.errors import ArtifactError
-from solution.splits import make_folds
+from solution.duplicates import main
 
 
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:

@@ -37,19 +37,19 @@ def test_bad_inputs_exit_cleanly(tmp_path, tiny_dataset):
     (tmp_path / "exists").mkdir()
     (tmp_path / "typo.yaml").write_text("backbone: test_resnet\nepoch: 3\n")
     cases = [
-        ("solution.data.synthetic", "exists"),
+        ("solution.synthetic", "exists"),
         ("solution.folds", "--data", "no_such_dir"),
         ("solution.folds", "--data", str(tiny_dataset), "--n-folds", "100"),
         ("solution.train", "--config", "typo.yaml"),
         ("solution.train", "--config", "missing.yaml"),
         ("solution.predict", "--config", "typo.yaml"),
         ("solution.stack",),
-        ("solution.thresholds",),
+        ("solution.scoring.thresholds",),
         ("solution.make_submission",),
         ("solution.make_submission", "--out", "sub.json"),
         ("solution.report",),
-        ("solution.data.duplicates", "--data", "no_such_dir"),
-        ("solution.data.external", "--csv", "missing.csv", "--out", "ext"),
+        ("solution.duplicates", "--data", "no_such_dir"),
+        ("solution.external", "--csv", "missing.csv", "--out", "ext"),
     ]
     err = run_cases(cases, tmp_path)
     assert "Traceback" not in err, err

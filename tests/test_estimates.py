@@ -5,11 +5,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from solution import blend, estimates, thresholds
-from solution.blend import Candidate
-from solution.errors import ConfigError
-from solution.metrics import macro_f1
-from solution.thresholds import RuleOptions
+from solution.core.errors import ConfigError
+from solution.ensemble import blend, estimates
+from solution.ensemble.blend import Candidate
+from solution.scoring import thresholds
+from solution.scoring.metrics import macro_f1
+from solution.scoring.thresholds import RuleOptions
 
 RULES = tuple(thresholds.RULES)
 

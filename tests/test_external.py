@@ -11,9 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from solution.data.external import download, main, read_list
-from solution.data.layout import STAINS, open_train_only, stain_plane
-from solution.errors import DatasetError
+from solution.core.errors import DatasetError
+from solution.data.external import download, read_list
+from solution.data.images import stain_plane
+from solution.data.layout import STAINS, open_train_only
+from solution.external import main
 
 SIZE = 64
 # made-up Ids for the two fixture fields: the fixtures have no antibody prefix

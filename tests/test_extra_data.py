@@ -8,17 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from solution import folds, train, training
-from solution.data import duplicates
+from solution import duplicates, folds, train
+from solution.artifacts.folds import read_folds
 from solution.data.synthetic import generate
-from solution.splits import read_folds
+from solution.training import loop
 
 CONFIG = "backbone: test_resnet\nimage_size: 32\nbatch_size: 8\nepochs: 1\naugment: flips\ntta: none\nnum_workers: 0\n"
 
 
 @pytest.fixture
 def extra_dir(tmp_path):
-    """A train-only dataset (train.csv and train/), as python -m solution.data.external writes."""
+    """A train-only dataset (train.csv and train/), as python -m solution.external writes."""
     root = generate(tmp_path / "gen", n_train=12, n_test=1, size=32, seed=9)
     shutil.rmtree(root / "test")
     for name in ("sample_submission.csv", "test_labels.csv"):
@@ -33,8 +33,8 @@ def test_extra_images_train_every_fold_and_are_never_validated(tiny_dataset, ext
     meta = json.loads((tmp_path / "folds" / "folds.json").read_text())
     assert [e["dir"] for e in meta["extra"]] == [str(extra_dir.resolve())]
     seen = {}
-    original = training._loaders
-    monkeypatch.setattr(training, "_loaders", lambda *a: seen.setdefault("loaders", original(*a)))
+    original = loop._loaders
+    monkeypatch.setattr(loop, "_loaders", lambda *a: seen.setdefault("loaders", original(*a)))
     train.main(["--config", "c.yaml", "--fold", "0"])
     train_loader, val_loader = seen["loaders"]
     n_val = int((read_folds("folds").fold == 0).sum())
@@ -53,7 +53,7 @@ def test_folds_hash_covers_the_extra_data_and_a_changed_extra_is_refused(tiny_da
     lines[1] = lines[1].split(",")[0] + ",27"
     (extra_dir / "train.csv").write_text("\n".join(lines) + "\n")
     with pytest.raises(Exception, match="changed since folds/folds.json was made"):
-        training.open_extras(read_folds(tmp_path / "with"))
+        loop.open_extras(read_folds(tmp_path / "with"))
 
 
 def plant_twin(dataset, source_id: str, twin_id: str) -> None:

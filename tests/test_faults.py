@@ -11,14 +11,16 @@ import pandas as pd
 import pytest
 
 from solution import folds, make_submission, stack, train
-from solution.config import build_config
+from solution.artifacts.folds import Folds, ensure_folds, read_folds
+from solution.artifacts.oof import probs_frame, read_predictions, write_predictions
+from solution.core.errors import ArtifactError, ConfigError, DatasetError
+from solution.core.fileio import atomic_write_text
+from solution.core.tables import read_labels_csv
 from solution.data.cache import load_images
-from solution.data.layout import open_dataset, read_labels_csv, stain_plane
+from solution.data.images import stain_plane
+from solution.data.layout import open_dataset
 from solution.data.synthetic import generate
-from solution.errors import ArtifactError, ConfigError, DatasetError
-from solution.fileio import atomic_write_text
-from solution.predictions import probs_frame, read_predictions, write_predictions
-from solution.splits import Folds, ensure_folds, read_folds
+from solution.training.config import build_config
 
 
 def test_artifacts_get_the_users_umask_not_0600(tmp_path):

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from solution.errors import ArtifactError, ConfigError
-from solution.splits import ensure_folds, make_folds, prevalence_table, read_folds
+from solution.artifacts.folds import ensure_folds, make_folds, prevalence_table, read_folds
+from solution.core.errors import ArtifactError, ConfigError
 
 
 def test_folds_are_a_stratified_partition():

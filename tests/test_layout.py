@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from solution.data.layout import STAINS, DatasetError, open_dataset, read_image, read_labels_csv
+from solution.core.tables import read_labels_csv
+from solution.data.images import read_image
+from solution.data.layout import STAINS, DatasetError, open_dataset
 
 
 def first_train_id(root):

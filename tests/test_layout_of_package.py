@@ -1,12 +1,33 @@
-"""The package's shape: stages import only library modules, imports point one way, none hide in functions."""
+"""The package's shape: commands on top, library layers below, imports that follow one table.
+
+Every module directly in ``solution/`` is a command (it has a ``main``) and imports only the library; every
+library module lives in a layer (a sub-package) and imports only the layers its row of ``ALLOWED`` names.
+"""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "solution"
-STAGES = {"folds", "train", "predict", "stack", "make_submission", "report", "bench"}
+
+# Layer -> the layers it may import (itself included). Commands may import any layer, never a command.
+ALLOWED: dict[str, set[str]] = {
+    "core": {"core"},
+    "data": {"core", "data"},
+    "scoring": {"core", "scoring"},
+    "artifacts": {"core", "data", "artifacts"},
+    "training": {"core", "data", "scoring", "artifacts", "training"},
+    "ensemble": {"core", "scoring", "artifacts", "ensemble"},
+    "reporting": {"core", "scoring", "artifacts", "ensemble", "reporting"},
+    "benchmarks": {"core", "data", "scoring", "artifacts", "training", "ensemble", "benchmarks"},
+}
+# Third-party packages a layer never imports: the pixel and deep-learning stacks stay out of the layers
+# that ``stack``, ``make_submission`` and ``report`` load.
+HEAVY = {"torch", "torchvision", "timm", "segmentation_models_pytorch", "albumentations", "cv2"}
+FORBIDDEN: dict[str, set[str]] = {layer: HEAVY for layer in ("core", "scoring", "artifacts", "ensemble", "reporting")}
 
 
 def module_name(path: Path) -> str:
@@ -15,30 +36,65 @@ def module_name(path: Path) -> str:
 
 
 MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+COMMANDS = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
 
 
-def kit_imports(node: ast.AST) -> set[str]:
-    """The kit modules named by one import statement (``from solution import x`` names ``solution.x``)."""
+def layer_of(name: str) -> str | None:
+    """The layer of a library module (``solution.core.ids`` -> ``core``); None for a command or the package."""
+    parts = name.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in ALLOWED) else None
+
+
+def imported_names(node: ast.AST) -> set[str]:
+    """Every module named by one import statement (``from solution import x`` names ``solution.x``)."""
     if isinstance(node, ast.Import):
-        return {a.name for a in node.names if a.name.startswith("solution")}
-    if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("solution"):
+        return {a.name for a in node.names}
+    if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
         names = {f"{node.module}.{a.name}" for a in node.names}
         return {n for n in names if n in MODULES} or {node.module}
     return set()
 
 
 def top_level_imports(path: Path) -> set[str]:
-    return set().union(*(kit_imports(n) for n in ast.parse(path.read_text()).body), set())
+    return set().union(*(imported_names(n) for n in ast.parse(path.read_text()).body), set())
 
 
-def test_stage_modules_exist():
-    assert {"folds", "train", "predict", "stack", "make_submission"} <= {m.split(".")[-1] for m in MODULES}
+def kit_imports(path: Path) -> set[str]:
+    return {m for m in top_level_imports(path) if m.split(".")[0] == "solution"}
 
 
-@pytest.mark.parametrize("stage", sorted(s for s in STAGES if f"solution.{s}" in MODULES))
-def test_a_stage_imports_no_other_stage(stage):
-    imported = top_level_imports(MODULES[f"solution.{stage}"])
-    assert not imported & {f"solution.{s}" for s in STAGES}, imported
+def test_every_layer_has_a_row_and_every_library_module_a_layer():
+    assert {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()} == set(ALLOWED)
+    assert all(layer_of(n) in ALLOWED for n in MODULES if n != "solution" and n.split(".")[1] not in COMMANDS)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if layer_of(n)))
+def test_a_library_module_imports_only_the_layers_of_its_row(name):
+    layer = layer_of(name)
+    used = {layer_of(m) for m in kit_imports(MODULES[name])}
+    assert None not in used, f"{name} imports a command or the bare package"
+    assert used <= ALLOWED[layer], f"{name} ({layer}) imports {used - ALLOWED[layer]}"
+    heavy = {m.split(".")[0] for m in top_level_imports(MODULES[name])} & FORBIDDEN.get(layer, set())
+    assert not heavy, f"{name} ({layer}) imports {heavy}"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_command_has_a_main_and_imports_no_other_command(command):
+    tree = ast.parse(MODULES[f"solution.{command}"].read_text())
+    assert any(isinstance(n, ast.FunctionDef) and n.name == "main" for n in tree.body), f"{command} has no main()"
+    others = {m for m in kit_imports(MODULES[f"solution.{command}"]) if layer_of(m) is None}
+    assert not others, f"solution.{command} imports {others}"
+
+
+def test_no_library_module_runs_as_a_script():
+    scripts = [n for n, p in MODULES.items() if layer_of(n) and "__main__" in p.read_text().replace("'__main__'", "")]
+    assert not [n for n in scripts if 'if __name__ == "__main__"' in MODULES[n].read_text()], scripts
+
+
+def test_the_readme_lists_every_command():
+    readme = (PACKAGE.parent / "README.md").read_text()
+    missing = [c for c in COMMANDS if f"python -m solution.{c}" not in readme]
+    assert not missing, f"README.md does not show: {missing}"
 
 
 def test_no_kit_import_inside_a_function():
@@ -49,13 +105,13 @@ def test_no_kit_import_inside_a_function():
             for f in ast.walk(tree)
             if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
             for n in ast.walk(f)
-            if kit_imports(n)
+            if {m for m in imported_names(n) if m.startswith("solution")}
         ]
-        assert not nested, f"{name} imports {kit_imports(nested[0])} inside a function"
+        assert not nested, f"{name} imports {imported_names(nested[0])} inside a function"
 
 
 def test_no_import_cycle():
-    graph = {name: {m for m in top_level_imports(path) if m in MODULES and m != name} for name, path in MODULES.items()}
+    graph = {name: {m for m in kit_imports(path) if m in MODULES and m != name} for name, path in MODULES.items()}
     done: set[str] = set()
 
     def visit(name: str, stack: list[str]) -> None:
@@ -70,16 +126,13 @@ def test_no_import_cycle():
         visit(name, [])
 
 
-def test_bottom_modules_import_no_library_module():
-    """Atomic I/O, errors, Id helpers, the class table and the CLI plumbing sit under everything else."""
-    allowed = {"solution.errors"}
-    for name in ("solution.fileio", "solution.errors", "solution.ids", "solution.classes", "solution.cli"):
-        assert top_level_imports(MODULES[name]) <= allowed, name
-
-
-def test_data_modules_import_no_library_above_them():
-    below = {"solution.errors", "solution.fileio", "solution.ids", "solution.classes", "solution.cli"}
-    for name, path in MODULES.items():
-        if name.startswith("solution.data"):
-            above = {m for m in top_level_imports(path) if not m.startswith("solution.data")} - below
-            assert not above, f"{name} imports {above}"
+@pytest.mark.parametrize("command", ["make_submission", "stack", "report"])
+def test_the_ensemble_commands_start_without_torch_or_opencv(command):
+    """Their ``--help`` (every import they make) loads neither torch nor OpenCV: they start in about a second."""
+    code = (
+        f"import sys; sys.argv = ['x', '--help']; import solution.{command} as c\n"
+        "try:\n    c.main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'cv2', 'timm', 'albumentations'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-500:]

@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from solution.errors import ConfigError
-from solution.losses import LOSSES, bce, build_loss, focal, get_loss, lovasz, soft_f1
-from solution.metrics import f1_per_class
+from solution.core.errors import ConfigError
+from solution.scoring.metrics import f1_per_class
+from solution.training.losses import LOSSES, bce, build_loss, focal, get_loss, lovasz, soft_f1
 
 REGISTERED = "registered: bce, focal, lovasz, soft_f1"
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from solution.metrics import f1_per_class, macro_f1
+from solution.scoring.metrics import f1_per_class, macro_f1
 
 
 @pytest.mark.parametrize(

@@ -10,13 +10,14 @@ import pandas as pd
 import pytest
 from conftest import TINY_CONFIGS
 
-from solution import folds, make_submission, predict, stack, thresholds, train, training
-from solution.config import load_config
+from solution import folds, make_submission, predict, stack, thresholds, train
+from solution.artifacts.folds import open_matching_dataset, read_folds
+from solution.core.errors import ArtifactError
 from solution.data import cache
-from solution.errors import ArtifactError
-from solution.runs import assemble
-from solution.splits import open_matching_dataset, read_folds
-from solution.thresholds import RULES
+from solution.scoring.thresholds import RULES
+from solution.training import loop
+from solution.training.config import load_config
+from solution.training.runs import assemble
 
 
 def test_end_to_end(trained, tiny_dataset_master, capsys):
@@ -76,14 +77,14 @@ def test_finished_fold_is_skipped_and_killed_fold_resumes(trained, monkeypatch, 
         raise KeyboardInterrupt  # killed after the last epoch, before predictions were written
 
     with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
-        patch.setattr(training, "predict_fold", killed)
+        patch.setattr(loop, "predict_fold", killed)
         train.main(args)
     run = trained / "fresh" / "tiny_effnet" / "fold0"
     assert (run / "last.pt").is_file() and not (run / "metrics.json").exists()
 
     epochs_run = []
-    original = training.train_one_epoch
-    monkeypatch.setattr(training, "train_one_epoch", lambda *a, **k: epochs_run.append(1) or original(*a, **k))
+    original = loop.train_one_epoch
+    monkeypatch.setattr(loop, "train_one_epoch", lambda *a, **k: epochs_run.append(1) or original(*a, **k))
     capsys.readouterr()
     train.main(args)
     assert "resuming after epoch 2" in capsys.readouterr().out
@@ -106,7 +107,7 @@ def test_killed_fold_does_not_resume_under_another_config(trained, monkeypatch):
 
     args = ["--config", "configs/tiny_convnext.yaml", "--fold", "2", "--runs-dir", "fresh"]
     with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
-        patch.setattr(training, "predict_fold", killed)
+        patch.setattr(loop, "predict_fold", killed)
         train.main(args)
     with pytest.raises(SystemExit, match="last.pt belongs to a run with another config"):
         train.main([*args, "--epochs", "3"])

@@ -4,11 +4,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from solution.config import build_config
-from solution.errors import ConfigError
-from solution.inference import predict_probs
-from solution.models import build_model
-from solution.tta import tta_views
+from solution.core.errors import ConfigError
+from solution.training.config import build_config
+from solution.training.inference import predict_probs
+from solution.training.models import build_model
+from solution.training.tta import tta_views
 
 
 class TopLeft(nn.Module):

@@ -2,11 +2,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from solution.errors import ArtifactError
-from solution.fileio import atomic_path, atomic_write_text
-from solution.ids import align, positions
-from solution.predictions import probs_frame, read_predictions, write_predictions
-from solution.splits import Folds
+from solution.artifacts.folds import Folds
+from solution.artifacts.oof import probs_frame, read_predictions, write_predictions
+from solution.core.errors import ArtifactError
+from solution.core.fileio import atomic_path, atomic_write_text
+from solution.core.ids import align, positions
 
 
 def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path):

@@ -11,19 +11,19 @@ import numpy as np
 import pytest
 import torch
 
-from solution import training
-from solution.config import REGISTRIES, add_override_args, build_config
+from solution.core.errors import ConfigError
 from solution.data.channels import channel_matrix
 from solution.data.loader import make_loader
 from solution.data.stats import stats_of_images
 from solution.data.transforms import train_transform
-from solution.distributed import Context, resolve_device
-from solution.errors import ConfigError
-from solution.inference import predict_probs
-from solution.losses import get_loss
-from solution.models import build_model
-from solution.optim import make_optimizer
-from solution.tta import tta_views
+from solution.training import loop
+from solution.training.config import REGISTRIES, add_override_args, build_config
+from solution.training.distributed import Context, resolve_device
+from solution.training.inference import predict_probs
+from solution.training.losses import get_loss
+from solution.training.models import build_model
+from solution.training.optim import make_optimizer
+from solution.training.tta import tta_views
 
 REGISTERED = [(key, value) for key, registry in REGISTRIES.items() for value in registry]
 TINY = {"name": "r", "backbone": "test_resnet", "image_size": 16, "batch_size": 4, "num_workers": 0, "epochs": 1}
@@ -37,9 +37,9 @@ def one_step(cfg, device):
     loader = make_loader(
         images, np.arange(8), 4, 0, labels=labels, transform=train_transform(cfg.augment), shuffle=True
     )
-    engine = training._engine(cfg, stats, len(loader), Context(device=device))
+    engine = loop._engine(cfg, stats, len(loader), Context(device=device))
     before = [p.detach().clone() for p in engine.model.parameters()]
-    loss = training.train_one_epoch(cfg, engine, loader, Context(device=device), 0, "step")
+    loss = loop.train_one_epoch(cfg, engine, loader, Context(device=device), 0, "step")
     assert np.isfinite(loss)
     assert any(not torch.equal(a, b) for a, b in zip(before, engine.model.parameters()))
     probs = predict_probs(engine.model, make_loader(images, np.arange(3), 4, 0), cfg.tta, device, engine.transform)
@@ -109,6 +109,6 @@ def test_compile_trains_one_step(monkeypatch):
     real = torch.compile
     monkeypatch.setattr(torch, "compile", lambda model, **kw: real(model, backend="aot_eager", **kw))
     cfg = build_config({**TINY, "compile": True}, "test")
-    engine = training._engine(cfg, stats_of_images(np.zeros((2, 16, 16, 4), np.uint8) + 7), 2, Context())
+    engine = loop._engine(cfg, stats_of_images(np.zeros((2, 16, 16, 4), np.uint8) + 7), 2, Context())
     assert isinstance(engine.step_model, torch._dynamo.eval_frame.OptimizedModule)
     one_step(cfg, torch.device("cpu"))

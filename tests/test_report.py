@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from solution import report
-from solution.reporting import TITLES
+from solution.reporting.page import TITLES
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

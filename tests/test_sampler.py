@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from solution.core.errors import ConfigError
 from solution.data.sampler import oversample_weights, oversampling_sampler
-from solution.errors import ConfigError
 
 
 def one_hot(counts: list[int], n_classes: int = 4) -> np.ndarray:

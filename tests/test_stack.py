@@ -2,9 +2,9 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from solution import stacking
-from solution.errors import ConfigError
-from solution.stacking import all_features, class_features, stack
+from solution.core.errors import ConfigError
+from solution.ensemble import stacking
+from solution.ensemble.stacking import all_features, class_features, stack
 
 
 def auc(scores: np.ndarray, truth: np.ndarray) -> float:
@@ -39,7 +39,7 @@ def test_rare_class_keeps_the_mean_and_is_reported():
     labels, x = noisy_truth(200, 3, 2)
     labels[:, 1] = 0
     labels[:3, 1] = 1
-    out = stack(x, labels, np.arange(200) % 5, x[:, :7], min_positives=10)
+    out = stack(x, labels, np.arange(200) % 5, x[:, :7], mean_below=10)
     assert out.fallback == [1]
     np.testing.assert_allclose(out.oof[:, 1], x[:, :, 1].mean(0), rtol=1e-6)
     np.testing.assert_allclose(out.test[:, 1], x[:, :7, 1].mean(0), rtol=1e-6)

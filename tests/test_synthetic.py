@@ -9,9 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from solution.classes import CLASSES, ENDOSOMES, LYSOSOMES, NUM_CLASSES
-from solution.data.synthetic import STAINS, generate, main, render_field, sample_labels
-from solution.errors import ConfigError
+from solution.core.classes import CLASSES, ENDOSOMES, LYSOSOMES, NUM_CLASSES
+from solution.core.errors import ConfigError
+from solution.data.synthetic import STAINS, generate, render_field, sample_labels
+from solution.synthetic import main
 
 SMALL = {"n_train": 12, "n_test": 6, "size": 40}
 

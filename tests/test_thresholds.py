@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from solution import thresholds
-from solution.errors import ConfigError
-from solution.metrics import f1_per_class, macro_f1
-from solution.thresholds import RULES, RuleInput, RuleOptions
+from solution.core.errors import ConfigError
+from solution.scoring import thresholds
+from solution.scoring.metrics import f1_per_class, macro_f1
+from solution.scoring.thresholds import RULES, RuleInput, RuleOptions
 
 
 def brute_force_f1(p: np.ndarray, y: np.ndarray) -> float:
@@ -228,13 +228,13 @@ def test_shrink_pulls_toward_the_global_cutoff(rule, shrink):
     np.testing.assert_allclose(got, (1 - shrink) * own + shrink * shared)
 
 
-def test_min_positives_falls_back_to_the_global_cutoff():
+def test_global_below_falls_back_to_the_global_cutoff():
     data = rule_input(6)
     positives = data.oof_labels.sum(axis=0)
     threshold = int(np.sort(positives)[2])  # the two rarest classes fall back
     own = thresholds.fit_rule("f1", data)
     shared, _ = thresholds.global_cutoff(data.oof_probs, data.oof_labels)
-    got = thresholds.fit_rule("f1", data, RuleOptions(min_positives=threshold))
+    got = thresholds.fit_rule("f1", data, RuleOptions(global_below=threshold))
     np.testing.assert_array_equal(got, np.where(positives < threshold, shared, own))
     assert (positives < threshold).sum() == 2
 
@@ -276,8 +276,8 @@ def test_take_rows_equals_a_fresh_input_and_shares_the_test_sort():
         (lambda: thresholds.check_rule("mean"), "valid rules: f1, prior, global"),
         (lambda: RuleOptions(shrink=1.5), r"shrink must be in \[0, 1\]"),
         (lambda: RuleOptions(shrink=-0.1), r"shrink must be in \[0, 1\]"),
-        (lambda: RuleOptions(min_positives=-1), "min_positives must be an integer >= 0"),
-        (lambda: RuleOptions(min_positives=2.5), "min_positives must be an integer >= 0"),
+        (lambda: RuleOptions(global_below=-1), "global_below must be an integer >= 0"),
+        (lambda: RuleOptions(global_below=2.5), "global_below must be an integer >= 0"),
         (lambda: RuleOptions(at_least_one="yes"), "at_least_one must be true or false"),
         (lambda: RuleOptions(prior_rates=(0.1, 1.2)), r"prior_rates must be rates in \[0, 1\]"),
         (lambda: thresholds.fit_rule("prior", rule_input(), RuleOptions(prior_rates=(0.1,))), "has 1 rates"),

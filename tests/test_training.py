@@ -7,13 +7,14 @@ import pytest
 import timm
 import torch
 
-from solution import train, training
-from solution.config import build_config, load_config
-from solution.errors import ConfigError
-from solution.fileio import exclusive, read_json
-from solution.models import build_model
-from solution.runs import load_state
-from solution.splits import read_folds
+from solution import train
+from solution.artifacts.folds import read_folds
+from solution.core.errors import ConfigError
+from solution.core.fileio import exclusive, read_json
+from solution.training import loop
+from solution.training.config import build_config, load_config
+from solution.training.models import build_model
+from solution.training.runs import load_state
 
 ENGINE = (
     "backbone: test_resnet\nchannels: rgby\nimage_size: 32\nbatch_size: 8\naccumulate: 2\nepochs: 3\n"
@@ -32,7 +33,7 @@ def weights(run):
 
 
 def train_killed_after_epoch_1(args: list[str], monkeypatch) -> None:
-    original = training._end_of_epoch
+    original = loop._end_of_epoch
 
     def killed_after_epoch_1(*a):
         original(*a)
@@ -40,7 +41,7 @@ def train_killed_after_epoch_1(args: list[str], monkeypatch) -> None:
             raise KeyboardInterrupt
 
     with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
-        patch.setattr(training, "_end_of_epoch", killed_after_epoch_1)
+        patch.setattr(loop, "_end_of_epoch", killed_after_epoch_1)
         train.main(args)
 
 
@@ -75,12 +76,12 @@ def _identity(trained):
 
 def test_logs_best_epoch_and_early_stopping(trained, engine_cfg, monkeypatch):
     scores = iter([0.3, 0.5, 0.4, 0.2, 0.1])
-    original = training.validate
+    original = loop.validate
 
     def scripted(*args):
         return {**original(*args), "val_macro_f1_fitted": next(scores)}
 
-    monkeypatch.setattr(training, "validate", scripted)
+    monkeypatch.setattr(loop, "validate", scripted)
     train.main([*engine_cfg, "--epochs", "5", "--patience", "2", "--runs-dir", "es"])
     run = trained / "es" / "engine" / "fold0"
     with (run / "history.csv").open() as fh:
@@ -128,8 +129,8 @@ def test_a_fold_in_training_is_locked(trained, engine_cfg):
 
 def test_oversampling_draws_the_fold_training_images_by_their_weights(trained, engine_cfg, monkeypatch):
     calls = []
-    original = training.oversampling_sampler
-    monkeypatch.setattr(training, "oversampling_sampler", lambda *a: calls.append(a) or original(*a))
+    original = loop.oversampling_sampler
+    monkeypatch.setattr(loop, "oversampling_sampler", lambda *a: calls.append(a) or original(*a))
     train.main([*engine_cfg, "--epochs", "1", "--oversample", "1", "--runs-dir", "over"])
     labels, factor, _, draws = calls[0]
     n_train = int((read_folds("folds").fold != 0).sum())

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from solution.core.errors import ConfigError
 from solution.data.batch import BatchTransform, random_dihedral
 from solution.data.channels import channel_matrix
 from solution.data.dataset import HpaDataset
@@ -16,7 +17,6 @@ from solution.data.transforms import (
     preset,
     train_transform,
 )
-from solution.errors import ConfigError
 
 
 def dihedral(image: np.ndarray) -> list[np.ndarray]:

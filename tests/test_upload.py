@@ -2,8 +2,9 @@
 
 import pytest
 
-from solution import make_submission, upload
-from solution.errors import ArtifactError, ConfigError
+from solution import make_submission
+from solution.core.errors import ArtifactError, ConfigError
+from solution.ensemble import upload
 
 
 class FakeClient:

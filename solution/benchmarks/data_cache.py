@@ -1,4 +1,4 @@
-"""Benchmark of the pixel cache: ``python -m solution.benchmarks.data_cache``.
+"""Benchmark of the pixel cache.
 
 - ``cache_build_ratio``: images/s of a cache build with W worker processes, over W times the
   rate of a plain single-process loop that decodes the four PNGs and resizes them with OpenCV
@@ -120,12 +120,3 @@ def run(workers: int = 2) -> dict[str, float]:
     for name, value in rows:
         print(f"  {name:<32} {value:>16}")
     return {"cache_build_ratio": build / (workers * single), "cache_read_speedup": png / cached}
-
-
-def main() -> None:
-    for name, value in run().items():
-        print(f"{name}={value:.4g}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""Time to hash and group 100,000 64 px images: ``python -m solution.benchmarks.data_hash``.
+"""Time to hash and group 100,000 64 px images.
 
 The images are cheap stand-ins for fields of view: per stain, 8x8 uniform
 noise upsampled bilinearly to 64x64 (smooth blobs, so the low-frequency DCT
@@ -54,7 +54,3 @@ def run() -> dict[str, float]:
     print(f"{len(a)} pairs, {groups.max() + 1} groups; {found}/{N_PLANTED} planted copies found")
     print(f"hash_100k_seconds={seconds:.2f}")
     return {"hash_100k_seconds": seconds}
-
-
-if __name__ == "__main__":
-    run()

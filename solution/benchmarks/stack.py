@@ -18,9 +18,9 @@ import warnings
 import lightgbm as lgb
 import numpy as np
 
-from solution import thresholds
-from solution.classes import CLASSES
-from solution.stacking import stack
+from solution.core.classes import CLASSES
+from solution.ensemble.stacking import stack
+from solution.scoring import thresholds
 
 N_OOF, N_TEST, N_EXPERIMENTS, N_FOLDS = 31_072, 11_702, 3, 5
 
@@ -67,7 +67,7 @@ def run() -> dict[str, float]:
     baseline_s = time.perf_counter() - start
     f1_ours, f1_theirs = thresholds.fitted_macro_f1(ours, labels), thresholds.fitted_macro_f1(theirs, labels)
     print(f"{'stacker (31,072 x 3 experiments, 5 folds)':<44}{'seconds':>10}{'OOF macro-F1':>14}")
-    print(f"{'kit (solution.stacking.stack)':<44}{kit_s:>10.1f}{f1_ours:>14.4f}")
+    print(f"{'kit (solution.ensemble.stacking.stack)':<44}{kit_s:>10.1f}{f1_ours:>14.4f}")
     print(f"{'LGBMClassifier per class and fold, 84 features':<44}{baseline_s:>10.1f}{f1_theirs:>14.4f}")
     return {
         "stack_seconds": kit_s,
@@ -75,8 +75,3 @@ def run() -> dict[str, float]:
         "stack_speedup": baseline_s / kit_s,
         "stack_macro_f1_minus_baseline": f1_ours - f1_theirs,
     }
-
-
-if __name__ == "__main__":
-    for name, value in run().items():
-        print(f"{name}={value:.4g}")

@@ -1,4 +1,4 @@
-"""Benchmark of the threshold search and the nested estimates: ``python -m solution.benchmarks.thresholds``.
+"""Benchmark of the threshold search and the nested estimates.
 
 Random predictions of the real size (31,072 OOF rows x 28 classes, 11,702 test
 rows, fixed seed): labels drawn with each class's real prevalence, and
@@ -16,10 +16,11 @@ import time
 
 import numpy as np
 
-from solution import blend, estimates, thresholds
 from solution.benchmarks import best_seconds
-from solution.classes import CLASSES
-from solution.metrics import f1_per_class
+from solution.core.classes import CLASSES
+from solution.ensemble import blend, estimates
+from solution.scoring import thresholds
+from solution.scoring.metrics import f1_per_class
 
 N_OOF, N_TEST, N_EXPERIMENTS, N_FOLDS = 31_072, 11_702, 7, 5
 PREVALENCE = np.array([c.train_fraction for c in CLASSES])
@@ -115,7 +116,3 @@ def run() -> dict[str, float]:
     for name, value in figures.items():
         print(f"{name}={value:.6g}")
     return figures
-
-
-if __name__ == "__main__":
-    run()

@@ -20,9 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from solution import training
 from solution.benchmarks import best_seconds
-from solution.config import ExperimentConfig, build_config, load_config
 from solution.data.batch import BatchTransform
 from solution.data.cache import load_images
 from solution.data.channels import channel_matrix
@@ -32,8 +30,10 @@ from solution.data.loader import make_loader
 from solution.data.stats import stats_of_images
 from solution.data.synthetic import generate
 from solution.data.transforms import AUGMENTATIONS, train_transform
-from solution.distributed import Context, resolve_device
-from solution.inference import predict_probs
+from solution.training import loop
+from solution.training.config import ExperimentConfig, build_config, load_config
+from solution.training.distributed import Context, resolve_device
+from solution.training.inference import predict_probs
 
 DEMO_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "demo"
 N_TRAIN = 640
@@ -57,12 +57,12 @@ def loop_ratio(cfg: ExperimentConfig, images: np.ndarray, labels: np.ndarray) ->
         transform=train_transform(cfg.augment),
         shuffle=True,
     )
-    engine = training._engine(cfg, stats, len(loader), ctx)
+    engine = loop._engine(cfg, stats, len(loader), ctx)
     transform = BatchTransform(channel_matrix(cfg.channels), stats)
     in_memory = [(transform(x, dihedral=True).to(device), y.to(device)) for x, y in loader]
-    full = best_seconds(lambda: training.train_one_epoch(cfg, engine, loader, ctx, 0, "full"), 2, warm_up=True)
+    full = best_seconds(lambda: loop.train_one_epoch(cfg, engine, loader, ctx, 0, "full"), 2, warm_up=True)
     engine.transform = _identity
-    memory = best_seconds(lambda: training.train_one_epoch(cfg, engine, in_memory, ctx, 0, "memory"), 2, warm_up=True)
+    memory = best_seconds(lambda: loop.train_one_epoch(cfg, engine, in_memory, ctx, 0, "memory"), 2, warm_up=True)
     n = len(loader) * cfg.batch_size
     return n / full, n / memory
 
@@ -80,7 +80,7 @@ def gpu_rates(name: str, bf16: bool, batch: int = 32, size: int = 512) -> tuple[
     """(train img/s, d4-TTA predict img/s) of a model on the GPU."""
     cfg = build_config({"name": "bench", "backbone": name, "image_size": size, "batch_size": batch}, "bench")
     device = torch.device("cuda")
-    model = training.build_model(cfg).to(device, memory_format=torch.channels_last if bf16 else torch.contiguous_format)
+    model = loop.build_model(cfg).to(device, memory_format=torch.channels_last if bf16 else torch.contiguous_format)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.randn(batch, 4, size, size, device=device)
     if bf16:
@@ -138,8 +138,3 @@ def run() -> dict[str, float]:
     else:
         print("\nno GPU: the GPU rows are measured where torch sees one (same command)")
     return figures
-
-
-if __name__ == "__main__":
-    for key, value in run().items():
-        print(f"{key}={value:.4g}")

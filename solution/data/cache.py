@@ -2,7 +2,7 @@
 
 Decoding four PNGs per image per epoch dominates training time on small
 models; the cache decodes each image once, in worker processes, and every fold
-and experiment at that size reuses it. ``python -m solution.data.cache`` builds
+and experiment at that size reuses it. ``python -m solution.cache`` builds
 it up front; ``load_images`` builds it on first use. In the cache folder:
 
     {split}-{size}px-{data}-{files}.npy         (N, size, size, 4) uint8, stains R, G, B, Y
@@ -22,7 +22,6 @@ build and is removed.
 
 from __future__ import annotations
 
-import argparse
 import fcntl
 import hashlib
 import json
@@ -42,13 +41,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from solution.cli import user_errors
+from solution.core.errors import DatasetError
+from solution.core.fileio import atomic_write_json, read_json
+from solution.core.workspace import CACHE_DIR
 from solution.data import cache_worker
 from solution.data.cache_worker import Sums
-from solution.data.layout import STAINS, Dataset, open_dataset
+from solution.data.layout import STAINS, Dataset
 from solution.data.stats import StainStats
-from solution.errors import DatasetError
-from solution.fileio import atomic_write_json, read_json
 
 CHUNK_SIZE = 256  # images recorded as one unit of progress
 PART_SIZE = 32  # images per task handed to a worker: small, so that the workers finish together
@@ -125,7 +124,7 @@ def make_plan(
     split: str,
     ids: list[str],
     size: int,
-    cache_dir: Path | str = "cache",
+    cache_dir: Path | str = CACHE_DIR,
     chunk_size: int = CHUNK_SIZE,
 ) -> Plan:
     """Stat every source file (once) and name the cache of ``ids`` at ``size``."""
@@ -150,7 +149,7 @@ def load_images(
     split: str,
     ids: list[str],
     size: int,
-    cache_dir: Path | str = "cache",
+    cache_dir: Path | str = CACHE_DIR,
     *,
     workers: int | None = None,
     chunk_size: int = CHUNK_SIZE,
@@ -164,7 +163,7 @@ def open_cache(
     split: str,
     ids: list[str],
     size: int,
-    cache_dir: Path | str = "cache",
+    cache_dir: Path | str = CACHE_DIR,
     *,
     workers: int | None = None,
     chunk_size: int = CHUNK_SIZE,
@@ -395,44 +394,3 @@ def _covariance(done: dict[int, dict], std: np.ndarray) -> np.ndarray:
     correlation = np.clip(sample_cov / np.outer(sample_std, sample_std), -1, 1)
     np.fill_diagonal(correlation, 1.0)
     return correlation * np.outer(std, std)
-
-
-def _split_ids(dataset: Dataset, split: str) -> list[str]:
-    return {"train": dataset.train_ids, "test": dataset.test_ids}[split]
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m solution.data.cache",
-        description="Decode every image of a dataset once into a resized uint8 memmap per split, with the stains' "
-        "mean and covariance. A killed build resumes where it stopped.",
-    )
-    parser.add_argument(
-        "--data", type=Path, required=True, help="dataset directory (train.csv, train/, test/, sample_submission.csv)"
-    )
-    parser.add_argument("--size", type=_positive_int, required=True, help="side of the cached images in pixels")
-    parser.add_argument(
-        "--workers", type=_positive_int, default=None, help="decoding processes (default: the number of CPU cores)"
-    )
-    parser.add_argument("--cache-dir", type=Path, default=Path("cache"))
-    parser.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS))
-    args = parser.parse_args(argv)
-    with user_errors():
-        dataset = open_dataset(args.data)
-        for split in args.splits:
-            plan = make_plan(dataset, split, _split_ids(dataset, split), args.size, args.cache_dir)
-            ensure_cache(plan, args.workers)
-            stats = read_stats(plan)
-            mean, std = np.round(stats.mean, 2).tolist(), np.round(np.sqrt(np.diag(stats.cov)), 2).tolist()
-            log.info(f"{split}: {plan.final}\n  mean R,G,B,Y {mean}  std {std}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,8 +1,7 @@
 """What the pixel cache's worker processes run: decode a part of a split into the partial file.
 
-A module of its own so that workers find these functions by an importable name even when
-``solution.data.cache`` is the main module (``python -m solution.data.cache``): multiprocessing
-pickles a function by its module's name, and a worker's ``__main__`` is not the cache module.
+A module of its own: a worker imports only what it runs (decoding and pixel sums), not the
+build's pool, lock and progress machinery in ``solution.data.cache``.
 """
 
 from __future__ import annotations
@@ -15,7 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from solution.data.layout import STAINS, read_image
+from solution.data.images import read_image
+from solution.data.layout import STAINS
 
 # Per part (and, summed, per chunk): per stain the sum of pixel values and of their squares (exact
 # integers), and, over every 4th row and column, the pixel count, sums and sums of products of two

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from solution.errors import ConfigError
+from solution.core.errors import ConfigError
 
 R, G, B, Y = np.eye(4, dtype=np.float32)
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from solution.classes import NUM_CLASSES
+from solution.core.classes import NUM_CLASSES
 
 
 class HpaDataset(Dataset):

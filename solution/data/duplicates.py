@@ -1,6 +1,6 @@
 """Near-duplicate images: perceptual hashes, pairs within a Hamming distance, groups, group-aware folds.
 
-``python -m solution.data.duplicates --data DIR [--extra DIR2 ...]`` hashes the
+``python -m solution.duplicates --data DIR [--extra DIR2 ...]`` hashes the
 train and test images of DIR and the train images of each extra dataset
 (HPAv18), and writes ``folds/duplicates.csv`` (one row per pair) and
 ``folds/duplicates_groups.csv`` (``Id,split,group`` for every image that has a
@@ -56,7 +56,6 @@ twins ends up in one group.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 from collections.abc import Sequence
@@ -67,15 +66,12 @@ from pathlib import Path
 import cv2
 import numba
 import numpy as np
-import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from solution.cli import user_errors
+from solution.core.errors import DatasetError
 from solution.data.cache import load_images
 from solution.data.layout import Dataset, open_dataset, open_train_only
-from solution.errors import ArtifactError, DatasetError
-from solution.fileio import atomic_write_csv
 
 log = logging.getLogger(__spec__.name)
 
@@ -87,8 +83,6 @@ DEFAULT_MAX_DISTANCE = 8
 MAX_DISTANCE_LIMIT = 31  # unrelated hashes differ in 32 bits on average: beyond this nothing is "near"
 BANDS = 4
 BAND_BITS = 64 // BANDS
-PAIR_COLUMNS = ("id_a", "split_a", "id_b", "split_b", "distance")
-GROUP_COLUMNS = ("Id", "split", "group")
 
 
 # ------------------------------------------------------------------------- hashing
@@ -272,36 +266,6 @@ def connected_groups(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------- folds
 
 
-def groups_path(pairs_path: Path | str) -> Path:
-    """The groups file written beside a pairs file: ``duplicates.csv`` -> ``duplicates_groups.csv``."""
-    pairs_path = Path(pairs_path)
-    return pairs_path.with_name(f"{pairs_path.stem}_groups.csv")
-
-
-def read_groups(path: Path | str, ids: Sequence[str], split: str = "train") -> np.ndarray:
-    """Group number of each of ``ids`` (images of ``split``) from a groups file; -1 for images without a twin.
-
-    A listed image of ``split`` that is not among ``ids`` means the file was made from other data.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(f"missing file: {path} (made by `python -m solution.data.duplicates --data DIR`)")
-    df = pd.read_csv(path, dtype={"Id": str, "split": str}, keep_default_na=False)
-    if tuple(df.columns) != GROUP_COLUMNS:
-        raise ArtifactError(f"{path}: expected columns {','.join(GROUP_COLUMNS)}, got {','.join(df.columns)}")
-    df = df[df["split"] == split]
-    position = {image_id: i for i, image_id in enumerate(ids)}
-    unknown = sorted(set(df["Id"]) - position.keys())
-    if unknown:
-        raise ArtifactError(
-            f"{path}: lists {split} image {unknown[0]!r} that the dataset does not have; "
-            "it was made from other data: rerun `python -m solution.data.duplicates`"
-        )
-    groups = np.full(len(ids), -1, dtype=np.int64)
-    groups[[position[i] for i in df["Id"]]] = df["group"].to_numpy(np.int64)
-    return groups
-
-
 # ---------------------------------------------------------------------- command line
 
 
@@ -346,17 +310,6 @@ def load_hashes(data: Dataset, extras: Sequence[Dataset], size: int) -> tuple[Im
     return images, np.concatenate(hashes)
 
 
-def pairs_frame(images: Images, a: np.ndarray, b: np.ndarray, distance: np.ndarray) -> pd.DataFrame:
-    columns = (images.ids[a], images.splits[a], images.ids[b], images.splits[b], distance)
-    return pd.DataFrame(dict(zip(PAIR_COLUMNS, columns)))
-
-
-def groups_frame(images: Images, groups: np.ndarray) -> pd.DataFrame:
-    member = np.flatnonzero(groups >= 0)
-    member = member[np.argsort(groups[member], kind="stable")]
-    return pd.DataFrame(dict(zip(GROUP_COLUMNS, (images.ids[member], images.splits[member], groups[member]))))
-
-
 def summary(images: Images, a: np.ndarray, b: np.ndarray, groups: np.ndarray, max_distance: int) -> str:
     """Counts of pairs, groups, groups that join test images to labelled ones, and label conflicts."""
     n_groups = int(groups.max(initial=-1)) + 1
@@ -375,43 +328,19 @@ def summary(images: Images, a: np.ndarray, b: np.ndarray, groups: np.ndarray, ma
     )
 
 
-def find_duplicates(data_dir: Path, extra_dirs: Sequence[Path], size: int, max_distance: int, out: Path) -> str:
-    """Hash, pair and group the images; write ``out`` and its groups file atomically; return the summary."""
+@dataclass(frozen=True)
+class Duplicates:
+    """The near-duplicate pairs (positions ``a``, ``b`` in ``images`` and their distance) and the groups."""
+
+    images: Images
+    a: np.ndarray
+    b: np.ndarray
+    distance: np.ndarray
+    groups: np.ndarray  # (N,) group number of each image, -1 for an image without a twin
+
+
+def find_duplicates(data_dir: Path, extra_dirs: Sequence[Path], size: int, max_distance: int) -> Duplicates:
+    """Hash, pair and group the images of a dataset (train and test) and of its extra datasets."""
     images, hashes = load_hashes(open_dataset(data_dir), [open_train_only(d) for d in extra_dirs], size)
     a, b, distance = find_pairs(hashes, max_distance)
-    groups = connected_groups(len(hashes), a, b)
-    atomic_write_csv(out, pairs_frame(images, a, b, distance))
-    atomic_write_csv(groups_path(out), groups_frame(images, groups))
-    return summary(images, a, b, groups, max_distance) + f"\nwrote {out} and {groups_path(out)}"
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m solution.data.duplicates",
-        description="Find near-duplicate images (any flip or rotation) across train, test and extra datasets.",
-    )
-    parser.add_argument("--data", type=Path, required=True, help="dataset directory in the competition layout")
-    parser.add_argument(
-        "--extra", type=Path, nargs="*", default=[], help="extra training datasets (train.csv and train/, e.g. HPAv18)"
-    )
-    parser.add_argument("--size", type=int, default=64, help="image size to read (through the cache) before hashing")
-    parser.add_argument(
-        "--max-distance",
-        type=int,
-        default=DEFAULT_MAX_DISTANCE,
-        help="largest Hamming distance (of 64 bits) that makes a pair",
-    )
-    parser.add_argument(
-        "--out", type=Path, default=Path("folds/duplicates.csv"), help="pairs file; groups go beside it"
-    )
-    args = parser.parse_args(argv)
-    if args.size < 1:
-        parser.error(f"--size must be positive, got {args.size}")
-    if not 0 <= args.max_distance <= MAX_DISTANCE_LIMIT:
-        parser.error(f"--max-distance must lie in 0..{MAX_DISTANCE_LIMIT}, got {args.max_distance}")
-    with user_errors():
-        log.info(find_duplicates(args.data, args.extra, args.size, args.max_distance, args.out))
-
-
-if __name__ == "__main__":
-    main()
+    return Duplicates(images, a, b, distance, connected_groups(len(hashes), a, b))

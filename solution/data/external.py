@@ -1,4 +1,4 @@
-"""HPAv18 external images in the competition layout: ``python -m solution.data.external --csv LIST --out DIR``.
+"""HPAv18 external images in the competition layout: ``python -m solution.external --csv LIST --out DIR``.
 
 LIST is an ``Id,Target`` file like the competition's train.csv (e.g. the
 community HPAv18RBGY_wodpl.csv), with Ids ``{antibody}_{plate}_{well}_{field}``
@@ -27,7 +27,6 @@ image size, so a rerun at another size is refused rather than mixing sizes.
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import logging
 import re
@@ -44,10 +43,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from solution.cli import user_errors
-from solution.data.layout import STAINS, parse_target, read_rows, stain_plane
-from solution.errors import DatasetError
-from solution.fileio import atomic_path, atomic_write_csv, atomic_write_json, read_json
+from solution.core.errors import DatasetError
+from solution.core.fileio import atomic_path, atomic_write_csv, atomic_write_json, read_json
+from solution.core.tables import parse_target, read_rows
+from solution.data.images import stain_plane
+from solution.data.layout import STAINS
 
 log = logging.getLogger(__spec__.name)
 
@@ -223,42 +223,3 @@ def _write_lists(out_dir: Path, entries: list[Entry], failed: dict[str, str]) ->
         atomic_write_csv(failed_path, pd.DataFrame({"Id": list(failed), "reason": list(failed.values())}))
     else:
         failed_path.unlink(missing_ok=True)  # a list from an earlier run would be stale
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m solution.data.external",
-        description="Download the HPAv18 external images into the competition layout (train.csv and train/ only).",
-    )
-    parser.add_argument("--csv", type=Path, required=True, help="Id,Target list, e.g. HPAv18RBGY_wodpl.csv")
-    parser.add_argument("--out", type=Path, required=True, help="output dataset folder (rerun to resume)")
-    parser.add_argument("--size", type=int, default=512, help="image side in pixels (area resize)")
-    parser.add_argument("--workers", type=int, default=16, help="parallel downloads")
-    parser.add_argument(
-        "--base-url",
-        default=DEFAULT_BASE_URL,
-        help="server folder holding {antibody}/{plate}_{well}_{field}_{stain}.jpg",
-    )
-    parser.add_argument("--retries", type=int, default=3, help="retries of a file after a transient failure")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per socket operation")
-    args = parser.parse_args(argv)
-    for name in ("size", "workers", "timeout"):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name} must be positive")
-    if args.retries < 0:
-        parser.error("--retries must be 0 or more")
-    with user_errors():
-        report = download(args.csv, args.out, args.size, args.workers, args.base_url, args.retries, args.timeout)
-        log.info(
-            f"{len(report.fetched)} images fetched, {len(report.skipped)} already complete, {len(report.failed)} failed"
-        )
-        for image_id, reason in list(report.failed.items())[:5]:
-            log.info(f"  {image_id}: {reason}")
-        if report.failed:
-            raise DatasetError(
-                f"{len(report.failed)} image(s) failed, listed in {args.out / FAILED_FILE}; rerun to retry them"
-            )
-
-
-if __name__ == "__main__":
-    main()

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import WeightedRandomSampler
 
-from solution.errors import ConfigError
+from solution.core.errors import ConfigError
 
 
 def oversample_weights(labels: np.ndarray, factor: float) -> np.ndarray:

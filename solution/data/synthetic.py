@@ -36,11 +36,9 @@ Reproducibility
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import shutil
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -50,10 +48,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from solution.classes import CLASSES, ENDOSOMES, LABELS_PER_IMAGE_COUNTS, LYSOSOMES, NUM_CLASSES
-from solution.cli import user_errors
+from solution.core.classes import CLASSES, ENDOSOMES, LABELS_PER_IMAGE_COUNTS, LYSOSOMES, NUM_CLASSES
+from solution.core.errors import ConfigError
 from solution.data.layout import STAINS, TEST_LABELS_FILE
-from solution.errors import ConfigError
 
 log = logging.getLogger(__spec__.name)
 
@@ -662,28 +659,3 @@ def generate(
     _write_csv(partial / "sample_submission.csv", ("Id", "Predicted"), blank)
     _swap_in(partial, out)
     return out
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m solution.data.synthetic",
-        description="Write a synthetic HPA-like dataset in the Kaggle competition layout.",
-    )
-    parser.add_argument("out", type=Path, help="output folder (must not exist unless --force)")
-    parser.add_argument("--n-train", type=int, default=1200)
-    parser.add_argument("--n-test", type=int, default=400)
-    parser.add_argument("--size", type=int, default=64, help=f"image side in pixels (>= {MIN_SIZE})")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--force", action="store_true", help="replace an existing output folder")
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    with user_errors():
-        out = generate(args.out, args.n_train, args.n_test, args.size, args.seed, args.force)
-        log.info(
-            f"wrote {args.n_train} train + {args.n_test} test fields ({args.size} px, seed {args.seed}) "
-            f"to {out} in {time.perf_counter() - start:.1f} s"
-        )
-
-
-if __name__ == "__main__":
-    main()

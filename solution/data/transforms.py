@@ -4,7 +4,7 @@ A preset has two parts. Random flips/rotations (the 8 dihedral transforms) run
 batched on the training device (``solution.data.batch``), after the workers;
 per-image warps and intensity changes (albumentations) run in the workers on
 the raw (H, W, 4) stains, before the channel setup mixes them, so that every
-setup sees the same geometry. Test-time augmentation is ``solution.tta``.
+setup sees the same geometry. Test-time augmentation is ``solution.training.tta``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from solution.errors import ConfigError
+from solution.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from solution.errors import ArtifactError, KitError
+from solution.core.errors import ArtifactError, KitError
 
 
 def check_same_ids(expected: Sequence[str], got: Sequence[str], expected_name: str, got_name: str) -> None:

@@ -9,16 +9,16 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from solution.config import ExperimentConfig
+from solution.artifacts.folds import Folds
+from solution.artifacts.oof import probs_frame
 from solution.data.batch import BatchTransform
 from solution.data.channels import channel_matrix
 from solution.data.layout import Dataset
 from solution.data.loader import make_loader
 from solution.data.stats import StainStats
-from solution.predictions import probs_frame
-from solution.runs import write_fold_predictions
-from solution.splits import Folds
-from solution.tta import tta_views
+from solution.training.config import ExperimentConfig
+from solution.training.runs import write_fold_predictions
+from solution.training.tta import tta_views
 
 
 @torch.no_grad()

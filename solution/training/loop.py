@@ -1,6 +1,6 @@
 """Training one experiment on one fold: plain functions, as in timm's ``train.py``.
 
-``train_fold`` writes to ``runs/<name>/fold<k>/`` (see ``solution.runs``):
+``train_fold`` writes to ``runs/<name>/fold<k>/`` (see ``solution.training.runs``):
 ``last.pt`` after every epoch (model, optimizer, scheduler, EMA, RNG states and
 the history: plain tensors and numbers, loaded with ``weights_only=True``), so a
 killed run resumes from its last finished epoch and ends exactly as an
@@ -37,8 +37,9 @@ from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampl
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from solution import thresholds
-from solution.config import ExperimentConfig, save_config
+from solution.artifacts.folds import Folds, open_extras
+from solution.core.errors import ConfigError
+from solution.core.fileio import atomic_write_json, atomic_write_text, exclusive, read_json
 from solution.data.batch import BatchTransform
 from solution.data.cache import load_images, open_cache
 from solution.data.channels import channel_matrix
@@ -48,16 +49,15 @@ from solution.data.loader import make_loader
 from solution.data.sampler import oversampling_sampler
 from solution.data.stats import StainStats
 from solution.data.transforms import preset, train_transform
-from solution.distributed import Context, mean_over_ranks
-from solution.errors import ConfigError
-from solution.fileio import atomic_write_json, atomic_write_text, exclusive, read_json
-from solution.inference import predict_fold
-from solution.losses import LossFn, build_loss
-from solution.metrics import macro_f1
-from solution.models import build_model
-from solution.optim import make_optimizer
-from solution.runs import check_reusable, fold_dir, load_checkpoint, load_state, run_identity, save_state
-from solution.splits import Folds, open_extras
+from solution.scoring import thresholds
+from solution.scoring.metrics import macro_f1
+from solution.training.config import ExperimentConfig, save_config
+from solution.training.distributed import Context, mean_over_ranks
+from solution.training.inference import predict_fold
+from solution.training.losses import LossFn, build_loss
+from solution.training.models import build_model
+from solution.training.optim import make_optimizer
+from solution.training.runs import check_reusable, fold_dir, load_checkpoint, load_state, run_identity, save_state
 
 log = logging.getLogger(__spec__.name)
 

@@ -28,16 +28,17 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, PercentFormatter
 
-from solution import thresholds
-from solution.blend import Candidate
-from solution.classes import CLASS_NAMES, NUM_CLASSES
-from solution.data.layout import parse_target, read_rows
-from solution.errors import ArtifactError, KitError
-from solution.estimates import COLUMNS as ESTIMATE_COLUMNS
-from solution.estimates import estimate_table, pick_best
-from solution.fileio import atomic_path, atomic_write_text, file_hash, read_json
-from solution.predictions import STACK_NAME, Aligned
-from solution.submission import load_candidates
+from solution.artifacts.oof import Aligned
+from solution.core.classes import CLASS_NAMES, NUM_CLASSES
+from solution.core.errors import ArtifactError, KitError
+from solution.core.fileio import atomic_path, atomic_write_text, file_hash, read_json
+from solution.core.tables import parse_target, read_rows
+from solution.core.workspace import STACK_NAME
+from solution.ensemble.blend import Candidate
+from solution.ensemble.estimates import COLUMNS as ESTIMATE_COLUMNS
+from solution.ensemble.estimates import estimate_table, pick_best
+from solution.ensemble.submission import load_candidates
+from solution.scoring import thresholds
 
 DPI = 80
 TITLES = (
@@ -329,7 +330,7 @@ def _estimates(
     cands: list[Candidate], labels: np.ndarray, fold: np.ndarray, sub: Submission | None
 ) -> tuple[pd.DataFrame, str, list[str]]:
     """(table, where it came from, notes): the sidecar's estimates when it has usable ones, else computed here."""
-    computed = "computed here with solution.estimates.estimate_table (default rule options)"
+    computed = "computed here with solution.ensemble.estimates.estimate_table (default rule options)"
     if sub is None or "estimates" not in sub.sidecar:
         reason = "no submission" if sub is None else "the sidecar holds none"
         return estimate_table(cands, labels, fold), f"{computed}: {reason}", []

@@ -15,14 +15,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from solution.classes import NUM_CLASSES, PROB_COLUMNS
+from solution.artifacts.folds import Folds, open_matching_dataset, read_folds
+from solution.core.classes import NUM_CLASSES, PROB_COLUMNS
+from solution.core.errors import ArtifactError
+from solution.core.fileio import atomic_write_json, atomic_write_parquet, file_hash, read_json
+from solution.core.ids import align, check_same_ids, positions
+from solution.core.workspace import STACK_NAME
 from solution.data.layout import Dataset
-from solution.errors import ArtifactError
-from solution.fileio import atomic_write_json, atomic_write_parquet, file_hash, read_json
-from solution.ids import align, check_same_ids, positions
-from solution.splits import Folds, open_matching_dataset, read_folds
-
-STACK_NAME = "stack"  # the stacker's folder under oof/, beside the experiments'
 
 
 @dataclass(frozen=True)

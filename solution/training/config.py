@@ -19,15 +19,15 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from solution.core.errors import ConfigError
+from solution.core.fileio import atomic_write_text
+from solution.core.workspace import STACK_NAME
 from solution.data.channels import CHANNEL_SETUPS
 from solution.data.transforms import AUGMENTATIONS
-from solution.distributed import DEVICES
-from solution.errors import ConfigError
-from solution.fileio import atomic_write_text
-from solution.losses import LOSSES, build_loss
-from solution.optim import OPTIMIZERS
-from solution.predictions import STACK_NAME
-from solution.tta import TTA_MODES
+from solution.training.distributed import DEVICES
+from solution.training.losses import LOSSES, build_loss
+from solution.training.optim import OPTIMIZERS
+from solution.training.tta import TTA_MODES
 
 # The config keys whose values name an entry of a registry: validation and the CLI's choices read them.
 REGISTRIES: dict[str, Mapping[str, Any]] = {

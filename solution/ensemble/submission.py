@@ -1,8 +1,8 @@
 """The submission: pick a candidate and a threshold rule by honest estimates, apply them to test, validate.
 
 The candidates are every experiment under oof/, the stack, and the blends of
-``solution.blend`` (plain mean, rank mean, hill-climbed weights). For each
-candidate and rule, ``solution.estimates`` reports the in-sample OOF macro-F1
+``solution.ensemble.blend`` (plain mean, rank mean, hill-climbed weights). For each
+candidate and rule, ``solution.ensemble.estimates`` reports the in-sample OOF macro-F1
 and the nested one (cut-offs and blend weights fitted on four folds, scored on
 the fifth). The pick is the best nested figure unless ``--source`` / ``--rule``
 say otherwise. ``write_submission`` writes ``Id,Predicted`` with exactly the Ids
@@ -21,13 +21,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from solution import blend, estimates, thresholds
-from solution.classes import NUM_CLASSES
-from solution.data.layout import parse_target, read_rows, read_sample_submission
-from solution.errors import ArtifactError, ConfigError
-from solution.fileio import atomic_path, file_hash, read_json
-from solution.metrics import macro_f1
-from solution.predictions import STACK_NAME, Aligned, list_experiments, load_aligned
+from solution.artifacts.oof import Aligned, list_experiments, load_aligned
+from solution.core.classes import NUM_CLASSES
+from solution.core.errors import ArtifactError, ConfigError
+from solution.core.fileio import atomic_path, file_hash, read_json
+from solution.core.tables import parse_target, read_rows, read_sample_submission
+from solution.core.workspace import STACK_NAME, SUBMISSIONS_DIR
+from solution.ensemble import blend, estimates
+from solution.scoring import thresholds
+from solution.scoring.metrics import macro_f1
 
 log = logging.getLogger(__spec__.name)
 
@@ -143,7 +145,7 @@ def write_submission(
     labels, dataset = loaded.labels, loaded.dataset
     choice = choose(cands, labels, loaded.folds.fold, options, source, rule)
     cand = choice.candidate
-    out = out or Path("submissions") / f"{cand.name}.csv"
+    out = out or SUBMISSIONS_DIR / f"{cand.name}.csv"
     cutoffs = thresholds.fit_rule(choice.rule, thresholds.RuleInput(cand.oof, labels, cand.test), options)
     test_pred = thresholds.apply(cand.test, cutoffs, options.at_least_one)
     submission = pd.DataFrame({"Id": dataset.test_ids, "Predicted": format_labels(test_pred)})
@@ -153,7 +155,7 @@ def write_submission(
         "why": choice.why,
         "options": {
             "shrink": options.shrink,
-            "min_positives": options.min_positives,
+            "global_below": options.global_below,
             "at_least_one": options.at_least_one,
         },
         "weights": None if cand.weights is None else dict(zip([p.name for p in loaded.preds], cand.weights.tolist())),

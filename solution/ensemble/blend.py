@@ -20,7 +20,7 @@ image) and their test matrices (M x C), ``candidates`` returns:
   weight is its share of them.
 
 Only ``hill_climb`` looks at the labels, so only it carries ``refit``: the
-nested estimates (``solution.estimates``) call it to refit the weights on the
+nested estimates (``solution.ensemble.estimates``) call it to refit the weights on the
 training folds alone.
 """
 
@@ -32,8 +32,8 @@ from functools import partial
 
 import numpy as np
 
-from solution import thresholds
-from solution.errors import ConfigError
+from solution.core.errors import ConfigError
+from solution.scoring import thresholds
 
 HILL_ITERATIONS = 10
 BLEND_NAMES = ("mean", "rank_mean", "hill_climb")

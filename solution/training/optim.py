@@ -8,7 +8,7 @@ import torch
 from timm.optim import create_optimizer_v2
 from torch import nn
 
-from solution.errors import ConfigError
+from solution.core.errors import ConfigError
 
 # name -> keyword arguments of timm's create_optimizer_v2 (timm's 'sgd' is Nesterov SGD).
 OPTIMIZERS: dict[str, dict[str, Any]] = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from solution.classes import CLASS_NAMES
-from solution.data.duplicates import read_groups
+from solution.core.classes import CLASS_NAMES
+from solution.core.errors import ArtifactError, ConfigError
+from solution.core.fileio import atomic_write_csv, atomic_write_json, file_hash, read_json
+from solution.core.ids import check_same_ids, positions
+from solution.core.workspace import DUPLICATES_FILE
 from solution.data.layout import Dataset, open_dataset, open_train_only
-from solution.errors import ArtifactError, ConfigError
-from solution.fileio import atomic_write_csv, atomic_write_json, file_hash, read_json
-from solution.ids import check_same_ids, positions
 
 log = logging.getLogger(__spec__.name)
 
@@ -191,7 +192,6 @@ def open_matching_dataset(folds: Folds, data_dir: Path | str | None = None) -> D
 
 
 DEFAULT_N_FOLDS, DEFAULT_SEED = 5, 42
-GROUPS_FILE = "duplicates_groups.csv"  # written by ``python -m solution.data.duplicates`` into folds/
 
 
 def extra_entry(root: Path) -> dict[str, Any]:
@@ -216,7 +216,7 @@ def open_extras(folds: Folds) -> list[Dataset]:
 
 def _groups(folds_dir: Path, dataset: Dataset) -> tuple[np.ndarray | None, str | None]:
     """The duplicate groups of the training images and the hash of their file, where duplicates were computed."""
-    path = folds_dir / GROUPS_FILE
+    path = groups_path(folds_dir / DUPLICATES_FILE)
     if not path.is_file():
         return None, None
     groups = read_groups(path, dataset.train_ids)
@@ -278,3 +278,58 @@ def ensure_folds(
     log.info(prevalence_table(dataset.train_labels, fold))
     log.info(f"wrote {folds_dir}/folds.csv and folds.json ({n_folds} folds, seed {seed}, folds hash {folds.hash})")
     return folds
+
+
+# ------------------------------------------------------ near-duplicates (``python -m solution.duplicates``)
+
+PAIR_COLUMNS = ("id_a", "split_a", "id_b", "split_b", "distance")
+GROUP_COLUMNS = ("Id", "split", "group")
+
+
+def groups_path(pairs_path: Path | str) -> Path:
+    """The groups file written beside a pairs file: ``duplicates.csv`` -> ``duplicates_groups.csv``."""
+    pairs_path = Path(pairs_path)
+    return pairs_path.with_name(f"{pairs_path.stem}_groups.csv")
+
+
+def read_groups(path: Path | str, ids: Sequence[str], split: str = "train") -> np.ndarray:
+    """Group number of each of ``ids`` (images of ``split``) from a groups file; -1 for images without a twin.
+
+    A listed image of ``split`` that is not among ``ids`` means the file was made from other data.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"missing file: {path} (made by `python -m solution.duplicates --data DIR`)")
+    df = pd.read_csv(path, dtype={"Id": str, "split": str}, keep_default_na=False)
+    if tuple(df.columns) != GROUP_COLUMNS:
+        raise ArtifactError(f"{path}: expected columns {','.join(GROUP_COLUMNS)}, got {','.join(df.columns)}")
+    df = df[df["split"] == split]
+    position = {image_id: i for i, image_id in enumerate(ids)}
+    unknown = sorted(set(df["Id"]) - position.keys())
+    if unknown:
+        raise ArtifactError(
+            f"{path}: lists {split} image {unknown[0]!r} that the dataset does not have; "
+            "it was made from other data: rerun `python -m solution.duplicates`"
+        )
+    groups = np.full(len(ids), -1, dtype=np.int64)
+    groups[[position[i] for i in df["Id"]]] = df["group"].to_numpy(np.int64)
+    return groups
+
+
+def write_duplicates(
+    out: Path,
+    ids: np.ndarray,
+    splits: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    distance: np.ndarray,
+    groups: np.ndarray,
+) -> Path:
+    """The pairs file ``out`` (positions ``a``, ``b`` into ``ids``/``splits``) and the groups file beside it, whose
+    rows are the images with a twin, by group; returns the groups file's path."""
+    atomic_write_csv(out, pd.DataFrame(dict(zip(PAIR_COLUMNS, (ids[a], splits[a], ids[b], splits[b], distance)))))
+    member = np.flatnonzero(groups >= 0)
+    member = member[np.argsort(groups[member], kind="stable")]
+    table = pd.DataFrame(dict(zip(GROUP_COLUMNS, (ids[member], splits[member], groups[member]))))
+    atomic_write_csv(groups_path(out), table)
+    return groups_path(out)

@@ -19,17 +19,18 @@ import pandas as pd
 import torch
 from torch import nn
 
-from solution.classes import PROB_COLUMNS
-from solution.cli import add_data_args
-from solution.config import ExperimentConfig, add_override_args, load_config, overrides_from_args
+from solution.artifacts.folds import Folds, open_matching_dataset, read_folds
+from solution.artifacts.oof import probs_frame, read_probs_file, write_predictions
+from solution.core.classes import PROB_COLUMNS
+from solution.core.cli import add_data_args
+from solution.core.errors import ArtifactError
+from solution.core.fileio import atomic_path, atomic_write_json, atomic_write_parquet, read_json, run_info
+from solution.core.ids import align, check_same_ids
+from solution.core.workspace import RUNS_DIR
 from solution.data.layout import Dataset
 from solution.data.stats import StainStats
-from solution.errors import ArtifactError
-from solution.fileio import atomic_path, atomic_write_json, atomic_write_parquet, read_json, run_info
-from solution.ids import align, check_same_ids
-from solution.models import build_model, check_backbone
-from solution.predictions import probs_frame, read_probs_file, write_predictions
-from solution.splits import Folds, open_matching_dataset, read_folds
+from solution.training.config import ExperimentConfig, add_override_args, load_config, overrides_from_args
+from solution.training.models import build_model, check_backbone
 
 # Config keys that change how a trained model is run, not what it learned.
 INFERENCE_KEYS = ("tta", "num_workers", "device")
@@ -157,7 +158,7 @@ def add_experiment_args(parser: argparse.ArgumentParser) -> None:
     """The options that locate an experiment and its inputs, shared by train and predict."""
     parser.add_argument("--config", required=True, type=Path, help="experiment YAML (configs/<set>/<experiment>.yaml)")
     add_data_args(parser)
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="folder of the fold runs")
+    parser.add_argument("--runs-dir", type=Path, default=RUNS_DIR, help="folder of the fold runs")
     add_override_args(parser)
 
 

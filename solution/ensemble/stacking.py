@@ -15,7 +15,7 @@ Features (``FEATURE_SETS``), for class c:
 Speed: each feature matrix is binned once into an ``lgb.Dataset`` and the fold
 and early-stopping sets are ``subset``s of it, so no fold or class bins again
 (``all`` shares one Dataset across the classes, changing only its labels).
-Classes with fewer than ``min_positives`` positive OOF rows cannot be fitted
+Classes with fewer than ``mean_below`` positive OOF rows cannot be fitted
 and fall back to the plain mean of the experiments; the result says which.
 """
 
@@ -23,11 +23,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
 
-from solution.errors import ConfigError
+from solution.artifacts.oof import list_experiments, load_aligned, probs_frame, write_predictions
+from solution.core.errors import ArtifactError, ConfigError
+from solution.core.fileio import run_info
+from solution.core.workspace import STACK_NAME
+from solution.scoring.metrics import macro_f1
+from solution.scoring.thresholds import fitted_macro_f1
 
 LGB_PARAMS: dict = {
     "objective": "binary",
@@ -43,7 +49,7 @@ LGB_PARAMS: dict = {
 MAX_ROUNDS = 400
 EARLY_STOP_ROUNDS = 20
 EARLY_STOP_FRACTION = 0.1
-MIN_POSITIVES = 10
+MEAN_BELOW = 10
 
 
 def _summaries(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -104,7 +110,7 @@ def stack(
     features: str = "class",
     seed: int = 0,
     n_jobs: int = 1,
-    min_positives: int = MIN_POSITIVES,
+    mean_below: int = MEAN_BELOW,
 ) -> Stacked:
     """Stacked OOF and test probabilities from (E, N, C) OOF and (E, T, C) test probabilities of E experiments."""
     if features not in FEATURE_SETS:
@@ -113,7 +119,7 @@ def stack(
     n_classes, n_folds = labels.shape[1], int(fold.max()) + 1
     oof = oof_probs.mean(axis=0).astype(np.float32)
     test = test_probs.mean(axis=0).astype(np.float32)
-    fallback = [c for c in range(n_classes) if labels[:, c].sum() < min_positives]
+    fallback = [c for c in range(n_classes) if labels[:, c].sum() < mean_below]
     params = {**LGB_PARAMS, "seed": seed, "num_threads": n_jobs}
     shared = features in SHARED_ACROSS_CLASSES
     base = lgb.Dataset(make(oof_probs, 0), params=params, free_raw_data=False).construct() if shared else None
@@ -131,3 +137,72 @@ def stack(
             oof[val, c] = p_val
             test[:, c] += p_test / n_folds
     return Stacked(oof=oof, test=test, fallback=fallback)
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    """What ``python -m solution.stack`` asks of ``stack_experiments``; ``blend`` weighs LightGBM against the mean."""
+
+    features: str = "class"
+    blend: float = 0.5
+    mean_below: int = MEAN_BELOW
+    seed: int = 0
+    n_jobs: int = 1
+
+
+def _score_row(name: str, probs: np.ndarray, labels: np.ndarray) -> str:
+    return f"{name:<28}{macro_f1(labels, probs > 0.5):>10.4f}{fitted_macro_f1(probs, labels):>12.4f}"
+
+
+def stack_experiments(
+    names: list[str] | None, oof_dir: Path, folds_dir: Path, data_dir: Path | None, options: StackOptions
+) -> str:
+    """Stack the named prediction sets (default: every experiment under ``oof_dir``) into ``oof_dir/stack/``:
+    ``blend`` x LightGBM + (1 - ``blend``) x their plain mean. Returns the table of OOF macro-F1 to print."""
+    names = names or list_experiments(oof_dir)
+    if not names:
+        raise ArtifactError(f"no experiments in {oof_dir}/: run scripts/train_folds.sh first")
+    loaded = load_aligned(names, oof_dir, folds_dir, data_dir)
+    labels, folds = loaded.labels, loaded.folds
+    oof_probs = np.stack([p.oof_probs for p in loaded.preds])
+    test_probs = np.stack([p.test_probs for p in loaded.preds])
+    stacked = stack(
+        oof_probs, labels, folds.fold, test_probs, options.features, options.seed, options.n_jobs, options.mean_below
+    )
+    mean_oof, mean_test = oof_probs.mean(axis=0), test_probs.mean(axis=0)
+    oof = options.blend * stacked.oof + (1 - options.blend) * mean_oof
+    test = options.blend * stacked.test + (1 - options.blend) * mean_test
+    manifest = {
+        "experiment": STACK_NAME,
+        "inputs": names,
+        "folds_hash": folds.hash,
+        "n_folds": folds.n_folds,
+        "data_dir": str(loaded.dataset.root.resolve()),
+        "features": options.features,
+        "lightgbm_params": LGB_PARAMS,
+        "blend": options.blend,
+        "seed": options.seed,
+        "classes_kept_at_the_mean": stacked.fallback,
+        **run_info(),
+    }
+    out = oof_dir / STACK_NAME
+    write_predictions(out, probs_frame(folds.ids, oof), probs_frame(loaded.dataset.test_ids, test), manifest)
+    rows = [_score_row(p.name, p.oof_probs, labels) for p in loaded.preds]
+    if len(loaded.preds) > 1:
+        rows.append(_score_row("mean of experiments", mean_oof, labels))
+    rows += [
+        _score_row("LightGBM stack", stacked.oof, labels),
+        _score_row(f"stack written ({options.blend:g} LightGBM)", oof, labels),
+    ]
+    lines = [
+        f"\nOOF macro-F1 ({len(labels)} images, {folds.n_folds} folds; "
+        "'fitted' = per-class cut-offs fitted on these OOF rows)",
+        f"{'predictions':<28}{'@0.5':>10}{'fitted':>12}",
+        *rows,
+    ]
+    if stacked.fallback:
+        lines.append(
+            f"classes with fewer than {options.mean_below} positive OOF rows keep the plain mean: "
+            f"{', '.join(map(str, stacked.fallback))}"
+        )
+    return "\n".join([*lines, f"wrote {out}/oof.parquet, test.parquet, manifest.json"])

@@ -15,7 +15,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from solution.errors import ConfigError
+from solution.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

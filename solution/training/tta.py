@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import torch
 
-from solution.errors import ConfigError
+from solution.core.errors import ConfigError
 
 
 def _identity(x: torch.Tensor) -> list[torch.Tensor]:

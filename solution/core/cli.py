@@ -20,7 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from solution.errors import KitError
+from solution.core.errors import KitError
+from solution.core.workspace import FOLDS_DIR, OOF_DIR
 
 
 class _StdoutHandler(logging.Handler):
@@ -57,8 +58,16 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data", type=Path, default=None, help="dataset directory (default: the one the folds were made from)"
     )
-    parser.add_argument("--folds-dir", type=Path, default=Path("folds"), help="folder of folds.csv and folds.json")
+    parser.add_argument("--folds-dir", type=Path, default=FOLDS_DIR, help="folder of folds.csv and folds.json")
 
 
 def add_oof_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--oof-dir", type=Path, default=Path("oof"), help="folder of the prediction sets")
+    parser.add_argument("--oof-dir", type=Path, default=OOF_DIR, help="folder of the prediction sets")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

@@ -16,10 +16,10 @@ import timm
 import torch
 from torch import nn
 
-from solution.classes import NUM_CLASSES
-from solution.config import ExperimentConfig
+from solution.core.classes import NUM_CLASSES
+from solution.core.errors import ConfigError
 from solution.data.channels import in_channels
-from solution.errors import ConfigError
+from solution.training.config import ExperimentConfig
 
 SMP_PREFIX = "smp:"
 

@@ -29,10 +29,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from solution import thresholds
-from solution.blend import Candidate
-from solution.metrics import macro_f1
-from solution.thresholds import RuleInput, RuleOptions
+from solution.ensemble.blend import Candidate
+from solution.scoring import thresholds
+from solution.scoring.metrics import macro_f1
+from solution.scoring.thresholds import RuleInput, RuleOptions
 
 COLUMNS = ("candidate", "rule", "in_sample_macro_f1", "nested_macro_f1", "nested_pooled_macro_f1", "nested_fold_std")
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from solution.errors import ArtifactError, LockedError
+from solution.core.errors import ArtifactError, LockedError
 
 PROVENANCE_PACKAGES = (
     "torch",

@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 from typing import Any, Protocol
 
-from solution.errors import ArtifactError, ConfigError
-from solution.fileio import file_hash
+from solution.core.errors import ArtifactError, ConfigError
+from solution.core.fileio import file_hash
 
 COMPETITION = "human-protein-atlas-image-classification"
 
