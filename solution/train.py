@@ -10,8 +10,8 @@ import argparse
 from solution.core.cli import user_errors
 from solution.core.errors import ConfigError
 from solution.training.distributed import setup, teardown
+from solution.training.experiment import add_experiment_args, load_experiment
 from solution.training.loop import train_fold
-from solution.training.runs import add_experiment_args, load_experiment
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,8 +3,11 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from solution.artifacts.folds import Folds, FoldsMeta
+from solution.artifacts.oof import Manifest
 from solution.core.fileio import exclusive
 
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -97,3 +100,16 @@ def hpav18_dir() -> Path:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Slow tests first: pytest-xdist workers then start them early and finish together."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def folds_of(ids: list[str], folds_hash: str = "abc") -> Folds:
+    """Folds of ``ids`` (alternating 0, 1) with the given hash, for tests of what reads prediction sets."""
+    meta = FoldsMeta(seed=0, n_folds=2, labels_hash="data", folds_hash=folds_hash, data_dir=".", n_images=len(ids))
+    return Folds(ids=ids, fold=np.arange(len(ids)) % 2, meta=meta)
+
+
+def manifest_of(name: str, folds_hash: str = "abc") -> Manifest:
+    """A minimal experiment manifest carrying ``folds_hash``."""
+    return Manifest(
+        name=name, kind="experiment", folds_hash=folds_hash, n_folds=2, data_dir=".", settings={}, provenance={}
+    )

@@ -52,7 +52,7 @@ def test_folds_hash_covers_the_extra_data_and_a_changed_extra_is_refused(tiny_da
     lines = (extra_dir / "train.csv").read_text().splitlines()
     lines[1] = lines[1].split(",")[0] + ",27"
     (extra_dir / "train.csv").write_text("\n".join(lines) + "\n")
-    with pytest.raises(Exception, match="changed since folds/folds.json was made"):
+    with pytest.raises(Exception, match="changed since .*with/folds.json was made"):
         loop.open_extras(read_folds(tmp_path / "with"))
 
 

@@ -9,9 +9,10 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import folds_of, manifest_of
 
 from solution import folds, make_submission, stack, train
-from solution.artifacts.folds import Folds, ensure_folds, read_folds
+from solution.artifacts.folds import ensure_folds, read_folds
 from solution.artifacts.oof import probs_frame, read_predictions, write_predictions
 from solution.core.errors import ArtifactError, ConfigError, DatasetError
 from solution.core.fileio import atomic_write_text
@@ -98,12 +99,12 @@ def test_a_submission_and_a_sidecar_that_disagree_are_not_uploaded(trained, monk
 def _set(tmp_path, seed):
     rng = np.random.default_rng(seed)
     oof, test = probs_frame(["a", "b"], rng.random((2, 28))), probs_frame(["t"], rng.random((1, 28)))
-    write_predictions(tmp_path / f"set{seed}", oof, test, {"folds_hash": "h"})
+    write_predictions(tmp_path / f"set{seed}", oof, test, manifest_of(f"set{seed}", "h"))
     return tmp_path / f"set{seed}"
 
 
 def test_a_set_mixed_by_a_kill_between_renames_is_refused(tmp_path):
-    folds_ = Folds(["a", "b"], np.array([0, 1]), {"n_folds": 2, "labels_hash": "x", "folds_hash": "h"})
+    folds_ = folds_of(["a", "b"], "h")
     old, new = _set(tmp_path, 0), _set(tmp_path, 1)
     shutil.copy(new / "oof.parquet", old / "oof.parquet")  # the new oof renamed, the rest still old
     with pytest.raises(ArtifactError, match="oof.parquet is not the file .*manifest.json was written with"):
@@ -111,7 +112,7 @@ def test_a_set_mixed_by_a_kill_between_renames_is_refused(tmp_path):
 
 
 def test_a_corrupt_parquet_is_named(tmp_path):
-    folds_ = Folds(["a", "b"], np.array([0, 1]), {"n_folds": 2, "labels_hash": "x", "folds_hash": "h"})
+    folds_ = folds_of(["a", "b"], "h")
     path = _set(tmp_path, 0)
     manifest = json.loads((path / "manifest.json").read_text())
     (path / "test.parquet").write_bytes(b"PAR1 truncated")

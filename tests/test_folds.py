@@ -34,7 +34,7 @@ def test_ensure_folds_writes_keeps_and_refuses(tiny_dataset, tmp_path, caplog):
     folds = read_folds(out)
     df = pd.read_csv(out / "folds.csv")
     assert list(df.columns) == ["Id", "fold"] and len(df) == 40
-    assert folds.meta["seed"] == 42 and folds.n_folds == 5
+    assert folds.meta.seed == 42 and folds.n_folds == 5
     ensure_folds(tiny_dataset, out, 5, 42, force=False)
     assert "keeping them" in caplog.text
     # the labels change: the old folds are refused with the command that remakes them

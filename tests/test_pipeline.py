@@ -12,12 +12,13 @@ from conftest import TINY_CONFIGS
 
 from solution import folds, make_submission, predict, stack, thresholds, train
 from solution.artifacts.folds import open_matching_dataset, read_folds
+from solution.artifacts.runs import assemble
 from solution.core.errors import ArtifactError
 from solution.data import cache
 from solution.scoring.thresholds import RULES
 from solution.training import loop
 from solution.training.config import load_config
-from solution.training.runs import assemble
+from solution.training.experiment import fold_run
 
 
 def test_end_to_end(trained, tiny_dataset_master, capsys):
@@ -29,7 +30,9 @@ def test_end_to_end(trained, tiny_dataset_master, capsys):
         assert oof["p0"].dtype == np.float32 and len(test) == 12
         manifest = json.loads((trained / "oof" / name / "manifest.json").read_text())
         assert manifest["folds_hash"] == read_folds("folds").hash and len(manifest["fold_metrics"]) == 5
-        assert {"config", "tta", "packages", "git_commit"} <= set(manifest)
+        assert {"config", "tta"} <= set(manifest["settings"]) and {"packages", "git_commit"} <= set(
+            manifest["provenance"]
+        )
 
     capsys.readouterr()
     stack.main([])
@@ -140,10 +143,11 @@ def test_predict_again_with_another_tta(trained):
     folds_ = read_folds("folds")
     cfg = load_config("configs/tiny_effnet.yaml", {"tta": "none"})
     with pytest.raises(ArtifactError, match="holds no predictions of this config with tta none"):
-        assemble(cfg, open_matching_dataset(folds_), folds_, trained / "runs", trained / "oof")
+        runs = [fold_run(trained / "runs", cfg, folds_, k) for k in range(folds_.n_folds)]
+        assemble(runs, cfg.to_dict(), open_matching_dataset(folds_), folds_, trained / "oof")
     predict.main(["--config", "configs/tiny_effnet.yaml", "--tta", "none"])
     manifest = json.loads((trained / "oof" / "tiny_effnet" / "manifest.json").read_text())
-    assert manifest["tta"] == "none"
+    assert manifest["settings"]["tta"] == "none"
     assert json.loads((run / "fold0" / "predictions.json").read_text())["tta"] == "none"
     after = pd.read_parquet(trained / "oof" / "tiny_effnet" / "oof.parquet")
     assert not np.allclose(before.iloc[:, 1:].to_numpy(), after.iloc[:, 1:].to_numpy())

@@ -1,8 +1,8 @@
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import folds_of, manifest_of
 
-from solution.artifacts.folds import Folds
 from solution.artifacts.oof import probs_frame, read_predictions, write_predictions
 from solution.core.errors import ArtifactError
 from solution.core.fileio import atomic_path, atomic_write_text
@@ -20,14 +20,13 @@ def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path):
 
 
 def make_folds(ids, hash_="abc"):
-    meta = {"n_folds": 2, "labels_hash": "data", "folds_hash": hash_, "data_dir": ".", "seed": 0}
-    return Folds(ids=ids, fold=np.arange(len(ids)) % 2, meta=meta)
+    return folds_of(ids, hash_)
 
 
 def write_set(path, oof_ids, test_ids, folds_hash="abc"):
     rng = np.random.default_rng(0)
     oof, test = rng.random((len(oof_ids), 28)), rng.random((len(test_ids), 28))
-    write_predictions(path, probs_frame(oof_ids, oof), probs_frame(test_ids, test), {"folds_hash": folds_hash})
+    write_predictions(path, probs_frame(oof_ids, oof), probs_frame(test_ids, test), manifest_of(path.name, folds_hash))
     return oof.astype(np.float32), test.astype(np.float32)
 
 
@@ -36,8 +35,8 @@ def test_read_predictions_round_trip(tmp_path):
     preds = read_predictions(tmp_path / "exp", make_folds(["c", "b", "a"]), ["t2", "t1"])
     assert (
         preds.name == "exp"
-        and preds.manifest["folds_hash"] == "abc"
-        and set(preds.manifest["files"]) == {"oof.parquet", "test.parquet"}
+        and preds.manifest.folds_hash == "abc"
+        and set(preds.manifest.files) == {"oof.parquet", "test.parquet"}
     )
     assert preds.oof_probs.dtype == np.float32 and preds.oof["Id"].tolist() == ["a", "b", "c"]
     np.testing.assert_array_equal(preds.oof_probs, oof)
@@ -64,7 +63,7 @@ def test_mismatched_ids_name_both_sides(tmp_path):
 
 def test_bad_probabilities_refused(tmp_path):
     bad = probs_frame(["a", "b"], np.full((2, 28), 1.5))
-    write_predictions(tmp_path / "exp", bad, probs_frame(["t"], np.zeros((1, 28))), {"folds_hash": "abc"})
+    write_predictions(tmp_path / "exp", bad, probs_frame(["t"], np.zeros((1, 28))), manifest_of("exp"))
     with pytest.raises(ArtifactError, match="within \\[0, 1\\]"):
         read_predictions(tmp_path / "exp", make_folds(["a", "b"]))
 

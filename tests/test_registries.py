@@ -37,7 +37,7 @@ def one_step(cfg, device):
     loader = make_loader(
         images, np.arange(8), 4, 0, labels=labels, transform=train_transform(cfg.augment), shuffle=True
     )
-    engine = loop._engine(cfg, stats, len(loader), Context(device=device))
+    engine = loop.build_engine(cfg, stats, len(loader), Context(device=device))
     before = [p.detach().clone() for p in engine.model.parameters()]
     loss = loop.train_one_epoch(cfg, engine, loader, Context(device=device), 0, "step")
     assert np.isfinite(loss)
@@ -109,6 +109,6 @@ def test_compile_trains_one_step(monkeypatch):
     real = torch.compile
     monkeypatch.setattr(torch, "compile", lambda model, **kw: real(model, backend="aot_eager", **kw))
     cfg = build_config({**TINY, "compile": True}, "test")
-    engine = loop._engine(cfg, stats_of_images(np.zeros((2, 16, 16, 4), np.uint8) + 7), 2, Context())
+    engine = loop.build_engine(cfg, stats_of_images(np.zeros((2, 16, 16, 4), np.uint8) + 7), 2, Context())
     assert isinstance(engine.step_model, torch._dynamo.eval_frame.OptimizedModule)
     one_step(cfg, torch.device("cpu"))

@@ -13,8 +13,8 @@ from solution.core.errors import ConfigError
 from solution.core.fileio import exclusive, read_json
 from solution.training import loop
 from solution.training.config import build_config, load_config
+from solution.training.experiment import fold_run
 from solution.training.models import build_model
-from solution.training.runs import load_state
 
 ENGINE = (
     "backbone: test_resnet\nchannels: rgby\nimage_size: 32\nbatch_size: 8\naccumulate: 2\nepochs: 3\n"
@@ -37,7 +37,7 @@ def train_killed_after_epoch_1(args: list[str], monkeypatch) -> None:
 
     def killed_after_epoch_1(*a):
         original(*a)
-        if a[4].epoch == 1:
+        if a[2].epoch == 1:
             raise KeyboardInterrupt
 
     with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
@@ -49,7 +49,7 @@ def test_killed_after_an_epoch_and_resumed_ends_as_an_uninterrupted_run(trained,
     train.main([*engine_cfg, "--runs-dir", "whole"])
     train_killed_after_epoch_1([*engine_cfg, "--runs-dir", "killed"], monkeypatch)
     run = trained / "killed" / "engine" / "fold0"
-    assert load_state(run / "last.pt", *_identity(trained))["progress"]["epoch"] == 1
+    assert fold_run(trained / "killed", *_identity(trained), 0).load_state(run / "last.pt")["progress"]["epoch"] == 1
     train.main([*engine_cfg, "--runs-dir", "killed"])
 
     whole, resumed = weights(trained / "whole" / "engine" / "fold0"), weights(run)

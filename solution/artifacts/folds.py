@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,10 @@ from solution.core.classes import CLASS_NAMES
 from solution.core.errors import ArtifactError, ConfigError
 from solution.core.fileio import atomic_write_csv, atomic_write_json, file_hash, read_json
 from solution.core.ids import check_same_ids, positions
-from solution.core.workspace import DUPLICATES_FILE
+from solution.core.workspace import DUPLICATES_FILE, FOLDS_DIR
 from solution.data.layout import Dataset, open_dataset, open_train_only
 
+FOLDS_CSV, FOLDS_JSON = "folds.csv", "folds.json"
 log = logging.getLogger(__spec__.name)
 
 
@@ -41,38 +42,63 @@ def folds_hash(ids: list[str], fold: np.ndarray, data_hash: str) -> str:
 
 
 @dataclass(frozen=True)
-class Folds:
-    ids: list[str]
-    fold: np.ndarray  # (N,) int, fold index of each Id
-    meta: dict[str, Any]  # folds.json: seed, n_folds, labels_hash, folds_hash, data_dir, ...
+class ExtraData:
+    """An extra training dataset (train.csv and train/ only, e.g. HPAv18) and the hash of its Ids and labels."""
 
-    @property
-    def n_folds(self) -> int:
-        return int(self.meta["n_folds"])
+    dir: str
+    labels_hash: str
 
-    @property
-    def hash(self) -> str:
-        """The folds hash (assignment and data) that every prediction set must carry."""
-        return str(self.meta["folds_hash"])
 
-    @property
-    def labels_hash(self) -> str:
-        """The hash of the Ids and labels the folds were made from."""
-        return str(self.meta["labels_hash"])
+@dataclass(frozen=True)
+class FoldsMeta:
+    """``folds.json``: how the folds were made and from what."""
 
-    @property
-    def data_dir(self) -> Path:
-        return Path(self.meta["data_dir"])
-
-    @property
-    def extra(self) -> list[dict[str, Any]]:
-        """The extra training datasets: they join the training side of every fold, never the validation side."""
-        return list(self.meta.get("extra", []))
+    seed: int
+    n_folds: int
+    labels_hash: str  # the Ids and labels the folds were made from
+    folds_hash: str  # the assignment and the data it splits: every prediction set carries it
+    data_dir: str
+    n_images: int
+    extra: tuple[ExtraData, ...] = ()
+    duplicates: str | None = None  # the hash of the duplicate groups file the folds kept together
 
     @property
     def data_key(self) -> str:
         """What the folds hash covers besides the assignment: the labels and every extra dataset's labels."""
-        return "|".join([self.labels_hash, *(e["labels_hash"] for e in self.extra)])
+        return "|".join([self.labels_hash, *(e.labels_hash for e in self.extra)])
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any], where: Path) -> FoldsMeta:
+        missing = [f.name for f in fields(cls) if f.default is MISSING and f.name not in obj]
+        if missing:
+            raise ArtifactError(f"{where}: missing key '{missing[0]}'; remake the folds with --force")
+        try:
+            extra = tuple(ExtraData(**e) for e in obj.get("extra", []))
+            return cls(**{**{f.name: obj[f.name] for f in fields(cls) if f.name in obj}, "extra": extra})
+        except TypeError as exc:
+            raise ArtifactError(
+                f"{where}: not a folds.json the kit wrote ({exc}); remake the folds with --force"
+            ) from None
+
+
+@dataclass(frozen=True)
+class Folds:
+    """The fold of every training Id (``folds.csv``), what made them (``folds.json``), and where they were read."""
+
+    ids: list[str]
+    fold: np.ndarray  # (N,) int, fold index of each Id
+    meta: FoldsMeta
+    folds_dir: Path = FOLDS_DIR
+
+    n_folds = property(lambda self: self.meta.n_folds)
+    hash = property(lambda self: self.meta.folds_hash)  # what every prediction set must carry
+    labels_hash = property(lambda self: self.meta.labels_hash)
+    data_dir = property(lambda self: Path(self.meta.data_dir))
+    csv = property(lambda self: self.folds_dir / FOLDS_CSV)  # named in messages: the folder the user passed
+    extra = property(lambda self: self.meta.extra)  # on the training side of every fold, never validated
 
     def ids_of(self, k: int) -> list[str]:
         """The validation Ids of fold ``k``, in folds.csv order."""
@@ -80,8 +106,8 @@ class Folds:
 
     def split(self, train_ids: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         """Positions in ``train_ids`` of fold ``k``'s training and validation images."""
-        check_same_ids(self.ids, train_ids, "folds/folds.csv", "train.csv")
-        f = self.fold[positions(self.ids, train_ids, "folds/folds.csv")]
+        check_same_ids(self.ids, train_ids, str(self.csv), "train.csv")
+        f = self.fold[positions(self.ids, train_ids, str(self.csv))]
         return np.flatnonzero(f != k), np.flatnonzero(f == k)
 
 
@@ -130,40 +156,35 @@ def prevalence_table(labels: np.ndarray, fold: np.ndarray) -> str:
 
 
 def write_folds(
-    folds_dir: Path | str, ids: list[str], fold: np.ndarray, meta: dict[str, Any], groups: np.ndarray | None = None
+    folds_dir: Path, ids: list[str], fold: np.ndarray, meta: FoldsMeta, groups: np.ndarray | None = None
 ) -> Folds:
-    """Write folds.csv (with a ``group`` column when duplicates were grouped) and folds.json (``meta`` gains the
-    folds hash); returns what was written."""
-    folds_dir = Path(folds_dir)
-    folds = Folds(ids=list(ids), fold=fold.astype(int), meta=meta)
-    meta = {**meta, "folds_hash": folds_hash(ids, fold, folds.data_key)}
+    """Write folds.csv (with a ``group`` column when duplicates were grouped) and folds.json (``meta`` with the
+    folds hash of this assignment); returns what was written."""
+    meta = replace(meta, folds_hash=folds_hash(ids, fold, meta.data_key))
     table = pd.DataFrame({"Id": ids, "fold": fold.astype(int)})
     if groups is not None:
         table["group"] = groups
-    atomic_write_csv(folds_dir / "folds.csv", table)
-    atomic_write_json(folds_dir / "folds.json", meta)
-    return Folds(ids=list(ids), fold=fold.astype(int), meta=meta)
+    atomic_write_csv(folds_dir / FOLDS_CSV, table)
+    atomic_write_json(folds_dir / FOLDS_JSON, meta.to_json())
+    return Folds(ids=list(ids), fold=fold.astype(int), meta=meta, folds_dir=folds_dir)
 
 
 def read_folds(folds_dir: Path | str) -> Folds:
     folds_dir = Path(folds_dir)
-    csv_path, json_path = folds_dir / "folds.csv", folds_dir / "folds.json"
+    csv_path, json_path = folds_dir / FOLDS_CSV, folds_dir / FOLDS_JSON
     if not csv_path.is_file() or not json_path.is_file():
         raise ArtifactError(
             f"no folds in {folds_dir}/ (need folds.csv and folds.json): run `python -m solution.folds --data DIR` first"
         )
-    meta = read_json(json_path)
+    meta = FoldsMeta.from_json(read_json(json_path), json_path)
     try:  # Ids such as NA, None or null are Ids, not missing values
         df = pd.read_csv(csv_path, dtype={"Id": str}, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise ArtifactError(f"{csv_path}: not a readable Id,fold CSV ({exc}); remake it with --force") from exc
     if list(df.columns[:2]) != ["Id", "fold"]:
         raise ArtifactError(f"{csv_path}: expected columns Id,fold, got {','.join(df.columns)}")
-    for key in ("n_folds", "labels_hash", "folds_hash", "data_dir", "seed"):
-        if key not in meta:
-            raise ArtifactError(f"{json_path}: missing key '{key}'")
-    folds = Folds(ids=df["Id"].tolist(), fold=df["fold"].to_numpy(int), meta=meta)
-    if folds_hash(folds.ids, folds.fold, folds.data_key) != folds.hash:
+    folds = Folds(ids=df["Id"].tolist(), fold=df["fold"].to_numpy(int), meta=meta, folds_dir=folds_dir)
+    if folds_hash(folds.ids, folds.fold, meta.data_key) != folds.hash:
         raise ArtifactError(
             f"{csv_path} does not match {json_path} (edited by hand?): "
             "remake both with `python -m solution.folds --data DIR --force`"
@@ -176,7 +197,7 @@ def check_folds_match(folds: Folds, ids: list[str], labels: np.ndarray, data_dir
     current = labels_hash(ids, labels)
     if current != folds.labels_hash:
         raise ArtifactError(
-            f"folds/folds.json was made from other data ({folds.data_dir}, hash {folds.labels_hash}) "
+            f"{folds.folds_dir / FOLDS_JSON} was made from other data ({folds.data_dir}, hash {folds.labels_hash}) "
             f"than {data_dir} (hash {current}). "
             f"Remake them with `python -m solution.folds --data {data_dir} --force` "
             f"(predictions made with the old folds are then refused and must be retrained)"
@@ -194,21 +215,21 @@ def open_matching_dataset(folds: Folds, data_dir: Path | str | None = None) -> D
 DEFAULT_N_FOLDS, DEFAULT_SEED = 5, 42
 
 
-def extra_entry(root: Path) -> dict[str, Any]:
+def extra_entry(root: Path) -> ExtraData:
     """What folds.json records of an extra training dataset (train.csv and train/ only, e.g. HPAv18)."""
     extra = open_train_only(root)
-    return {"dir": str(root.resolve()), "labels_hash": labels_hash(extra.train_ids, extra.train_labels)}
+    return ExtraData(dir=str(root.resolve()), labels_hash=labels_hash(extra.train_ids, extra.train_labels))
 
 
 def open_extras(folds: Folds) -> list[Dataset]:
     """The extra training datasets of the folds, each checked to be the one the folds were made with."""
     datasets = []
     for entry in folds.extra:
-        extra = open_train_only(entry["dir"])
-        if labels_hash(extra.train_ids, extra.train_labels) != entry["labels_hash"]:
+        extra = open_train_only(entry.dir)
+        if labels_hash(extra.train_ids, extra.train_labels) != entry.labels_hash:
             raise ArtifactError(
-                f"extra dataset {entry['dir']} changed since folds/folds.json was made: remake the folds with "
-                f"`python -m solution.folds --data DIR --extra ... --force` and retrain"
+                f"extra dataset {entry.dir} changed since {folds.folds_dir / FOLDS_JSON} was made: remake the folds "
+                f"with `python -m solution.folds --data DIR --extra ... --force` and retrain"
             )
         datasets.append(extra)
     return datasets
@@ -229,9 +250,9 @@ def _groups(folds_dir: Path, dataset: Dataset) -> tuple[np.ndarray | None, str |
 
 def _check_kept(existing: Folds, asked: dict[str, Any], folds_dir: Path) -> None:
     """Refuse to keep folds whose settings, extra data or duplicate groups differ from what is asked now."""
-    other = {k: v for k, v in asked.items() if v is not None and existing.meta.get(k) != v}
+    other = {k: v for k, v in asked.items() if v is not None and getattr(existing.meta, k) != v}
     if other:
-        settings = ", ".join(f"{k} {existing.meta.get(k)} (asked: {v})" for k, v in other.items())
+        settings = ", ".join(f"{k} {getattr(existing.meta, k)} (asked: {v})" for k, v in other.items())
         raise ConfigError(
             f"{folds_dir}/ holds folds with {settings}: pass --force to remake them "
             f"(predictions made with the old folds are then refused and must be retrained)"
@@ -255,8 +276,8 @@ def ensure_folds(
     """
     dataset = open_dataset(data_dir)
     groups, groups_hash = _groups(folds_dir, dataset)
-    extra = None if extra_dirs is None else [extra_entry(Path(d)) for d in extra_dirs]
-    if (folds_dir / "folds.json").is_file() and not force:
+    extra = None if extra_dirs is None else tuple(extra_entry(Path(d)) for d in extra_dirs)
+    if (folds_dir / FOLDS_JSON).is_file() and not force:
         existing = read_folds(folds_dir)
         check_folds_match(existing, dataset.train_ids, dataset.train_labels, data_dir)
         _check_kept(existing, {"n_folds": n_folds, "seed": seed, "extra": extra, "duplicates": groups_hash}, folds_dir)
@@ -265,15 +286,16 @@ def ensure_folds(
     n_folds = DEFAULT_N_FOLDS if n_folds is None else n_folds
     seed = DEFAULT_SEED if seed is None else seed
     fold = make_folds(dataset.train_labels, n_folds, seed, groups)
-    meta = {
-        "seed": seed,
-        "n_folds": n_folds,
-        "labels_hash": labels_hash(dataset.train_ids, dataset.train_labels),
-        "data_dir": str(data_dir.resolve()),
-        "n_images": len(fold),
-        "extra": extra or [],
-        "duplicates": groups_hash,
-    }
+    meta = FoldsMeta(
+        seed=seed,
+        n_folds=n_folds,
+        labels_hash=labels_hash(dataset.train_ids, dataset.train_labels),
+        folds_hash="",  # write_folds sets it from the assignment
+        data_dir=str(data_dir.resolve()),
+        n_images=len(fold),
+        extra=extra or (),
+        duplicates=groups_hash,
+    )
     folds = write_folds(folds_dir, dataset.train_ids, fold, meta, groups)
     log.info(prevalence_table(dataset.train_labels, fold))
     log.info(f"wrote {folds_dir}/folds.csv and folds.json ({n_folds} folds, seed {seed}, folds hash {folds.hash})")

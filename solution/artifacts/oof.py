@@ -8,7 +8,7 @@ reader refuses a set made with other folds or for other Ids, naming both sides.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +25,46 @@ from solution.data.layout import Dataset
 
 
 @dataclass(frozen=True)
+class Manifest:
+    """``manifest.json``: what made a prediction set; one schema for an experiment and the stack.
+
+    ``settings`` holds what differs between the two: an experiment's resolved config and TTA, the stack's
+    inputs and options. ``files`` maps each file of the set to the hash of the bytes written.
+    """
+
+    name: str
+    kind: str  # "experiment" or "stack"
+    folds_hash: str
+    n_folds: int
+    data_dir: str
+    settings: dict[str, Any]
+    provenance: dict[str, Any]  # package versions and git commit
+    fold_metrics: tuple[dict[str, Any], ...] = ()
+    files: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "fold_metrics": list(self.fold_metrics)}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any], where: Path) -> Manifest:
+        missing = [f.name for f in fields(cls) if f.name not in obj and f.default is MISSING]
+        missing = [m for m in missing if not (m == "files" or m == "fold_metrics")]
+        if missing:
+            raise ArtifactError(f"{where}: missing key '{missing[0]}' (written by an older kit?): rerun its stage")
+        known = {f.name for f in fields(cls)}
+        return cls(
+            **{**{k: v for k, v in obj.items() if k in known}, "fold_metrics": tuple(obj.get("fold_metrics", ()))}
+        )
+
+
+@dataclass(frozen=True)
 class Predictions:
     """One experiment's (or the stack's) OOF and test probabilities, rows in file order."""
 
     name: str
     oof: pd.DataFrame
     test: pd.DataFrame
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     @property
     def oof_probs(self) -> np.ndarray:
@@ -54,7 +87,7 @@ def probs_frame(ids: list[str], probs: np.ndarray) -> pd.DataFrame:
 SET_FILES = ("oof.parquet", "test.parquet")
 
 
-def write_predictions(out_dir: Path | str, oof: pd.DataFrame, test: pd.DataFrame, manifest: dict[str, Any]) -> None:
+def write_predictions(out_dir: Path | str, oof: pd.DataFrame, test: pd.DataFrame, manifest: Manifest) -> None:
     """Write oof.parquet, test.parquet and, last, manifest.json with the hash of each.
 
     A kill between the renames leaves files that disagree with the manifest, and
@@ -64,12 +97,12 @@ def write_predictions(out_dir: Path | str, oof: pd.DataFrame, test: pd.DataFrame
     for name, frame in zip(SET_FILES, (oof, test)):
         atomic_write_parquet(out_dir / name, frame)
     hashes = {name: file_hash(out_dir / name) for name in SET_FILES}
-    atomic_write_json(out_dir / "manifest.json", {**manifest, "files": hashes})
+    atomic_write_json(out_dir / "manifest.json", replace(manifest, files=hashes).to_json())
 
 
-def check_set(pred_dir: Path, manifest: dict[str, Any]) -> None:
+def check_set(pred_dir: Path, manifest: Manifest) -> None:
     """Refuse a prediction set whose files are not the ones its manifest was written with."""
-    for name, expected in manifest.get("files", {}).items():
+    for name, expected in manifest.files.items():
         if not (pred_dir / name).is_file() or file_hash(pred_dir / name) != expected:
             raise ArtifactError(
                 f"{pred_dir}/{name} is not the file {pred_dir}/manifest.json was written with (a run killed while "
@@ -98,17 +131,17 @@ def read_probs_file(path: Path) -> pd.DataFrame:
 def read_predictions(pred_dir: Path | str, folds: Folds, test_ids: list[str] | None = None) -> Predictions:
     """Read one prediction set and check it against the folds (and the test Ids, if given)."""
     pred_dir = Path(pred_dir)
-    manifest = read_json(pred_dir / "manifest.json")
-    got_hash = manifest.get("folds_hash")
-    if got_hash != folds.hash:
+    manifest = Manifest.from_json(read_json(pred_dir / "manifest.json"), pred_dir / "manifest.json")
+    if manifest.folds_hash != folds.hash:
         raise ArtifactError(
-            f"{pred_dir}/manifest.json was made with folds {got_hash}, but folds/folds.json is {folds.hash}: "
+            f"{pred_dir}/manifest.json was made with folds {manifest.folds_hash}, but {folds.folds_dir}/folds.json is "
+            f"{folds.hash}: "
             f"retrain {pred_dir.name} on the current folds (scripts/train_folds.sh)"
         )
     check_set(pred_dir, manifest)
     oof = read_probs_file(pred_dir / "oof.parquet")
     test = read_probs_file(pred_dir / "test.parquet")
-    check_same_ids(folds.ids, oof["Id"].tolist(), "folds/folds.csv", f"{pred_dir}/oof.parquet")
+    check_same_ids(folds.ids, oof["Id"].tolist(), str(folds.csv), f"{pred_dir}/oof.parquet")
     if test_ids is not None:
         check_same_ids(test_ids, test["Id"].tolist(), "the test set", f"{pred_dir}/test.parquet")
     return Predictions(name=pred_dir.name, oof=oof, test=test, manifest=manifest)

@@ -57,7 +57,7 @@ def loop_ratio(cfg: ExperimentConfig, images: np.ndarray, labels: np.ndarray) ->
         transform=train_transform(cfg.augment),
         shuffle=True,
     )
-    engine = loop._engine(cfg, stats, len(loader), ctx)
+    engine = loop.build_engine(cfg, stats, len(loader), ctx)
     transform = BatchTransform(channel_matrix(cfg.channels), stats)
     in_memory = [(transform(x, dihedral=True).to(device), y.to(device)) for x, y in loader]
     full = best_seconds(lambda: loop.train_one_epoch(cfg, engine, loader, ctx, 0, "full"), 2, warm_up=True)

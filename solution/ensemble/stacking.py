@@ -22,13 +22,13 @@ and fall back to the plain mean of the experiments; the result says which.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
 
-from solution.artifacts.oof import list_experiments, load_aligned, probs_frame, write_predictions
+from solution.artifacts.oof import Manifest, list_experiments, load_aligned, probs_frame, write_predictions
 from solution.core.errors import ArtifactError, ConfigError
 from solution.core.fileio import run_info
 from solution.core.workspace import STACK_NAME
@@ -172,19 +172,21 @@ def stack_experiments(
     mean_oof, mean_test = oof_probs.mean(axis=0), test_probs.mean(axis=0)
     oof = options.blend * stacked.oof + (1 - options.blend) * mean_oof
     test = options.blend * stacked.test + (1 - options.blend) * mean_test
-    manifest = {
-        "experiment": STACK_NAME,
+    settings = {
         "inputs": names,
-        "folds_hash": folds.hash,
-        "n_folds": folds.n_folds,
-        "data_dir": str(loaded.dataset.root.resolve()),
-        "features": options.features,
+        "options": asdict(options),
         "lightgbm_params": LGB_PARAMS,
-        "blend": options.blend,
-        "seed": options.seed,
         "classes_kept_at_the_mean": stacked.fallback,
-        **run_info(),
     }
+    manifest = Manifest(
+        name=STACK_NAME,
+        kind="stack",
+        folds_hash=folds.hash,
+        n_folds=folds.n_folds,
+        data_dir=str(loaded.dataset.root.resolve()),
+        settings=settings,
+        provenance=run_info(),
+    )
     out = oof_dir / STACK_NAME
     write_predictions(out, probs_frame(folds.ids, oof), probs_frame(loaded.dataset.test_ids, test), manifest)
     rows = [_score_row(p.name, p.oof_probs, labels) for p in loaded.preds]

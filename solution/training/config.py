@@ -74,6 +74,15 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def run_identity(self, folds_hash: str) -> dict[str, Any]:
+        """What a fold's saved state must match to be reused: the training config (all but the keys that change
+        how a trained model is run, not what it learned) and the folds."""
+        training = {k: v for k, v in self.to_dict().items() if k not in INFERENCE_KEYS}
+        return {"config": training, "folds_hash": folds_hash}
+
+
+INFERENCE_KEYS = ("tta", "num_workers", "device")
+
 
 # Numeric keys: (low, high, whether low itself is excluded).
 RANGES: dict[str, tuple[float, float, bool]] = {

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch import nn
@@ -11,13 +9,13 @@ from torch.utils.data import DataLoader
 
 from solution.artifacts.folds import Folds
 from solution.artifacts.oof import probs_frame
+from solution.artifacts.runs import FoldRun
 from solution.data.batch import BatchTransform
 from solution.data.channels import channel_matrix
 from solution.data.layout import Dataset
 from solution.data.loader import make_loader
 from solution.data.stats import StainStats
 from solution.training.config import ExperimentConfig
-from solution.training.runs import write_fold_predictions
 from solution.training.tta import tta_views
 
 
@@ -51,8 +49,7 @@ def predict_fold(
     images: np.ndarray,
     test_images: np.ndarray,
     folds: Folds,
-    fold: int,
-    out_dir: Path,
+    run: FoldRun,
     device: torch.device,
 ) -> None:
     """Write the fold's TTA predictions: ``oof.parquet`` for its validation images, ``test.parquet``.
@@ -65,8 +62,8 @@ def predict_fold(
         loader = make_loader(images, positions, cfg.batch_size, cfg.num_workers)
         return predict_probs(model, loader, cfg.tta, device, transform)
 
-    _, val_pos = folds.split(dataset.train_ids, fold)
+    _, val_pos = folds.split(dataset.train_ids, run.fold)
     oof = predict(images, val_pos)
     test = predict(test_images, np.arange(len(test_images)))
     val_ids = [dataset.train_ids[i] for i in val_pos]
-    write_fold_predictions(out_dir, cfg, folds, probs_frame(val_ids, oof), probs_frame(dataset.test_ids, test))
+    run.write_predictions(probs_frame(val_ids, oof), probs_frame(dataset.test_ids, test))

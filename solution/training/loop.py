@@ -1,6 +1,6 @@
 """Training one experiment on one fold: plain functions, as in timm's ``train.py``.
 
-``train_fold`` writes to ``runs/<name>/fold<k>/`` (see ``solution.training.runs``):
+``train_fold`` writes to ``runs/<name>/fold<k>/`` (a ``FoldRun``, ``solution.artifacts.runs``):
 ``last.pt`` after every epoch (model, optimizer, scheduler, EMA, RNG states and
 the history: plain tensors and numbers, loaded with ``weights_only=True``), so a
 killed run resumes from its last finished epoch and ends exactly as an
@@ -17,8 +17,6 @@ experiment alike. ``patience: 0`` with ``ema`` is the unbiased alternative.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
 import random
@@ -38,8 +36,9 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from solution.artifacts.folds import Folds, open_extras
+from solution.artifacts.runs import FoldRun
 from solution.core.errors import ConfigError
-from solution.core.fileio import atomic_write_json, atomic_write_text, exclusive, read_json
+from solution.core.fileio import exclusive
 from solution.data.batch import BatchTransform
 from solution.data.cache import load_images, open_cache
 from solution.data.channels import channel_matrix
@@ -53,11 +52,11 @@ from solution.scoring import thresholds
 from solution.scoring.metrics import macro_f1
 from solution.training.config import ExperimentConfig, save_config
 from solution.training.distributed import Context, mean_over_ranks
+from solution.training.experiment import fold_run, load_checkpoint
 from solution.training.inference import predict_fold
 from solution.training.losses import LossFn, build_loss
 from solution.training.models import build_model
 from solution.training.optim import make_optimizer
-from solution.training.runs import check_reusable, fold_dir, load_checkpoint, load_state, run_identity, save_state
 
 log = logging.getLogger(__spec__.name)
 
@@ -232,7 +231,8 @@ def _loaders(
     return train_loader, val_loader
 
 
-def _engine(cfg: ExperimentConfig, stats: StainStats, updates_per_epoch: int, ctx: Context) -> Engine:
+def build_engine(cfg: ExperimentConfig, stats: StainStats, updates_per_epoch: int, ctx: Context) -> Engine:
+    """The model, its optimizer, schedule, EMA and batch transform, on the context's device."""
     cuda = ctx.device.type == "cuda"
     model = build_model(cfg).to(ctx.device, memory_format=torch.channels_last if cuda else torch.preserve_format)
     optimizer = make_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay)
@@ -251,7 +251,7 @@ def _engine(cfg: ExperimentConfig, stats: StainStats, updates_per_epoch: int, ct
     return Engine(model, step_model, optimizer, scheduler, ema, stats, transform, build_loss(cfg.loss, cfg.focal_gamma))
 
 
-def _save_last(path: Path, cfg: ExperimentConfig, folds: Folds, engine: Engine, progress: Progress) -> None:
+def _save_last(run: FoldRun, engine: Engine, progress: Progress) -> None:
     state = {
         "model": engine.model.state_dict(),
         "optimizer": engine.optimizer.state_dict(),
@@ -262,22 +262,21 @@ def _save_last(path: Path, cfg: ExperimentConfig, folds: Folds, engine: Engine, 
         "progress": {"epoch": progress.epoch, "best": progress.best, "best_epoch": progress.best_epoch},
         "history": progress.history,
     }
-    save_state(path, **state, **run_identity(cfg, folds))
+    run.save_state(run.last, **state)
 
 
-def _resume(path: Path, cfg: ExperimentConfig, folds: Folds, engine: Engine) -> Progress:
-    """Restore the last finished epoch from ``last.pt``, if any. Every rank loads it."""
-    if not path.is_file():
+def _resume(run: FoldRun, saved: dict[str, Any] | None, engine: Engine) -> Progress:
+    """Restore the last finished epoch from ``saved`` (the fold's ``last.pt``, if any). Every rank loads it."""
+    if saved is None:
         return Progress()
-    state = load_state(path, cfg, folds)
-    engine.model.load_state_dict(state["model"])
-    engine.optimizer.load_state_dict(state["optimizer"])
-    engine.scheduler.load_state_dict(state["scheduler"])
+    engine.model.load_state_dict(saved["model"])
+    engine.optimizer.load_state_dict(saved["optimizer"])
+    engine.scheduler.load_state_dict(saved["scheduler"])
     if engine.ema is not None:
-        engine.ema.load_state_dict(state["ema"])
-    set_rng_state(state["rng"])
-    _warn_of_other_threads(path, state.get("threads"))
-    return Progress(history=state["history"], **state["progress"])
+        engine.ema.load_state_dict(saved["ema"])
+    set_rng_state(saved["rng"])
+    _warn_of_other_threads(run.last, saved.get("threads"))
+    return Progress(history=saved["history"], **saved["progress"])
 
 
 def _warn_of_other_threads(path: Path, saved: int | None) -> None:
@@ -290,30 +289,21 @@ def _warn_of_other_threads(path: Path, saved: int | None) -> None:
         )
 
 
-def _write_history(out: Path, history: list[dict[str, float]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
-    writer.writeheader()
-    writer.writerows(history)
-    atomic_write_text(out / "history.csv", buffer.getvalue())
-
-
-def _end_of_epoch(
-    cfg: ExperimentConfig, folds: Folds, out: Path, engine: Engine, progress: Progress, metrics: dict, tb: SummaryWriter
-) -> None:
+def _end_of_epoch(run: FoldRun, engine: Engine, progress: Progress, metrics: dict, tb: SummaryWriter) -> None:
     """Rank 0: record the epoch, keep the best weights, save the state to resume from."""
     progress.epoch = metrics["epoch"]
     progress.history.append(metrics)
-    _write_history(out, progress.history)
+    run.write_history(progress.history)
     for key, value in metrics.items():
         if key != "epoch":
             tb.add_scalar(key, value, metrics["epoch"])
     tb.flush()
     if metrics[SELECT_METRIC] > progress.best:
         progress.best, progress.best_epoch = metrics[SELECT_METRIC], metrics["epoch"]
-        best = {"model": engine.eval_model.state_dict(), "epoch": progress.epoch, "stats": engine.stats.to_dict()}
-        save_state(out / "best.pt", **best, **run_identity(cfg, folds))
-    _save_last(out / "last.pt", cfg, folds, engine, progress)
+        run.save_state(
+            run.best, model=engine.eval_model.state_dict(), epoch=progress.epoch, stats=engine.stats.to_dict()
+        )
+    _save_last(run, engine, progress)
 
 
 def train_fold(
@@ -324,9 +314,9 @@ def train_fold(
     Under torchrun each rank trains on its share of every epoch (DistributedSampler)
     and DDP averages the gradients; rank 0 validates, saves and predicts.
     """
-    out = fold_dir(runs_dir, cfg, fold)
-    with exclusive(out / f"rank{ctx.rank}.lock", f"fold {fold} of {cfg.name} ({out})"):
-        return _train_fold(cfg, dataset, folds, fold, out, ctx)
+    run = fold_run(runs_dir, cfg, folds, fold)
+    with exclusive(run.lock(ctx.rank), run.name):
+        return _train_fold(cfg, dataset, folds, run, ctx)
 
 
 def _open_train_cache(cfg: ExperimentConfig, dataset: Dataset, ctx: Context) -> tuple[np.ndarray, StainStats]:
@@ -337,25 +327,24 @@ def _open_train_cache(cfg: ExperimentConfig, dataset: Dataset, ctx: Context) -> 
     return opened if ctx.is_main else open_cache(dataset, "train", dataset.train_ids, cfg.image_size)
 
 
-def _train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, fold: int, out: Path, ctx: Context) -> dict:
-    if (out / "metrics.json").is_file():
-        done = read_json(out / "metrics.json")
-        check_reusable(out / "metrics.json", done, cfg, folds)
-        log.info(f"{cfg.name} fold {fold}: already trained ({out}/metrics.json), skipping")
-        return done
+def _train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, run: FoldRun, ctx: Context) -> dict:
+    if run.is_trained():
+        log.info(f"{cfg.name} fold {run.fold}: already trained ({run.metrics}), skipping")
+        return run.read_metrics()
+    saved = run.load_state(run.last) if run.last.is_file() else None  # checked before anything is written or built
     if ctx.is_main:
-        save_config(cfg, out / "config.yaml")
+        save_config(cfg, run.config)
     images, stats = _open_train_cache(cfg, dataset, ctx)
-    seed_everything(cfg.seed + fold)
-    train_loader, val_loader = _loaders(cfg, dataset, images, open_extras(folds), folds, fold, ctx)
-    engine = _engine(cfg, stats, max(1, len(train_loader) // cfg.accumulate), ctx)
-    progress = _resume(out / "last.pt", cfg, folds, engine)
+    seed_everything(cfg.seed + run.fold)
+    train_loader, val_loader = _loaders(cfg, dataset, images, open_extras(folds), folds, run.fold, ctx)
+    engine = build_engine(cfg, stats, max(1, len(train_loader) // cfg.accumulate), ctx)
+    progress = _resume(run, saved, engine)
     if progress.epoch:
-        log.info(f"{out}: resuming after epoch {progress.epoch}")
-    tb = SummaryWriter(str(out / "tb"), purge_step=progress.epoch + 1) if ctx.is_main else None
+        log.info(f"{run.dir}: resuming after epoch {progress.epoch}")
+    tb = SummaryWriter(str(run.tensorboard), purge_step=progress.epoch + 1) if ctx.is_main else None
     for epoch in range(progress.epoch, cfg.epochs):
         if cfg.patience and ctx.agree(progress.epochs_since_best >= cfg.patience):
-            log.info(f"{cfg.name} fold {fold}: no better validation macro-F1 for {cfg.patience} epochs, stopping")
+            log.info(f"{cfg.name} fold {run.fold}: no better validation macro-F1 for {cfg.patience} epochs, stopping")
             break
         t0 = time.time()
         train_loader.dataset.reseed(int(torch.randint(2**31 - 1, ())))
@@ -363,7 +352,7 @@ def _train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, fold: int
             train_loader.sampler.set_epoch(epoch)
         elif isinstance(train_loader.sampler, WeightedRandomSampler):  # the epoch's draws, the same after a resume
             train_loader.sampler.generator.manual_seed(cfg.seed * 1000 + ctx.rank * 100_000 + epoch)
-        desc = f"{cfg.name} f{fold} e{epoch + 1}/{cfg.epochs}"
+        desc = f"{cfg.name} f{run.fold} e{epoch + 1}/{cfg.epochs}"
         train_loss = train_one_epoch(cfg, engine, train_loader, ctx, epoch, desc)
         if ctx.is_main:
             seconds = time.time() - t0
@@ -377,12 +366,12 @@ def _train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, fold: int
                 "images_per_s": images_per_s,
             }
             metrics["lr"] = engine.optimizer.param_groups[0]["lr"]
-            log.info(f"{cfg.name} fold {fold} {epoch_summary(cfg, metrics)}")
-            _end_of_epoch(cfg, folds, out, engine, progress, metrics, tb)
+            log.info(f"{cfg.name} fold {run.fold} {epoch_summary(cfg, metrics)}")
+            _end_of_epoch(run, engine, progress, metrics, tb)
         else:
             progress.epoch = epoch + 1
         ctx.barrier()
-    final = _finish(cfg, dataset, images, folds, fold, out, progress, ctx, len(train_loader)) if ctx.is_main else {}
+    final = _finish(cfg, dataset, images, folds, run, progress, ctx, len(train_loader)) if ctx.is_main else {}
     if tb is not None:
         tb.close()
     ctx.barrier()
@@ -394,22 +383,20 @@ def _finish(
     dataset: Dataset,
     images: np.ndarray,
     folds: Folds,
-    fold: int,
-    out: Path,
+    run: FoldRun,
     progress: Progress,
     ctx: Context,
     steps: int,
 ) -> dict[str, Any]:
     """Rank 0: the best epoch's weights become ``checkpoint.pt`` and predict; then ``metrics.json``."""
-    if (out / "best.pt").is_file():
-        os.replace(out / "best.pt", out / "checkpoint.pt")
-    model, stats = load_checkpoint(cfg, folds, out / "checkpoint.pt", ctx.device)
+    if run.best.is_file():
+        os.replace(run.best, run.checkpoint)
+    model, stats = load_checkpoint(cfg, run, ctx.device)
     test_images = load_images(dataset, "test", dataset.test_ids, cfg.image_size)
-    predict_fold(cfg, model, stats, dataset, images, test_images, folds, fold, out, ctx.device)
+    predict_fold(cfg, model, stats, dataset, images, test_images, folds, run, ctx.device)
     best_row = next(h for h in progress.history if h["epoch"] == progress.best_epoch)
     final = {
-        "fold": fold,
-        **run_identity(cfg, folds),
+        "fold": run.fold,
         "world_size": ctx.world_size,
         "process": {"pid": os.getpid(), "threads": torch.get_num_threads(), "device": str(ctx.device)},
         "steps_per_epoch": steps,
@@ -419,6 +406,5 @@ def _finish(
         "stain_stats": stats.to_dict(),
         "history": progress.history,
     }
-    atomic_write_json(out / "metrics.json", final)
-    (out / "last.pt").unlink(missing_ok=True)
-    return final
+    run.write_metrics(final)
+    return {**final, **run.identity}
