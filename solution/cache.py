@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from solution.core.cli import positive_int, user_errors
+from solution.core.cli import user_errors
+from solution.core.registry import Interval
 from solution.core.workspace import CACHE_DIR
 from solution.data.cache import SPLITS, ensure_cache, make_plan, read_stats
 from solution.data.layout import open_dataset
@@ -28,9 +29,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--data", type=Path, required=True, help="dataset directory (train.csv, train/, test/, sample_submission.csv)"
     )
-    parser.add_argument("--size", type=positive_int, required=True, help="side of the cached images in pixels")
     parser.add_argument(
-        "--workers", type=positive_int, default=None, help="decoding processes (default: the number of CPU cores)"
+        "--size", type=Interval(1).arg_type(int), required=True, help="side of the cached images in pixels"
+    )
+    parser.add_argument(
+        "--workers",
+        type=Interval(1).arg_type(int),
+        default=None,
+        help="decoding processes (default: the number of CPU cores)",
     )
     parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
     parser.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from solution.artifacts.folds import write_duplicates
 from solution.core.cli import user_errors
+from solution.core.registry import Interval
 from solution.core.workspace import DUPLICATES_FILE, FOLDS_DIR
 from solution.data.duplicates import DEFAULT_MAX_DISTANCE, MAX_DISTANCE_LIMIT, find_duplicates, summary
 
@@ -27,19 +28,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--extra", type=Path, nargs="*", default=[], help="extra training datasets (train.csv and train/, e.g. HPAv18)"
     )
-    parser.add_argument("--size", type=int, default=64, help="image size to read (through the cache) before hashing")
+    parser.add_argument(
+        "--size",
+        type=Interval(1).arg_type(int),
+        default=64,
+        help="image size to read (through the cache) before hashing",
+    )
     parser.add_argument(
         "--max-distance",
-        type=int,
+        type=Interval(0, MAX_DISTANCE_LIMIT).arg_type(int),
         default=DEFAULT_MAX_DISTANCE,
         help="largest Hamming distance (of 64 bits) that makes a pair",
     )
     parser.add_argument("--out", type=Path, default=FOLDS_DIR / DUPLICATES_FILE, help="pairs file; groups go beside it")
     args = parser.parse_args(argv)
-    if args.size < 1:
-        parser.error(f"--size must be positive, got {args.size}")
-    if not 0 <= args.max_distance <= MAX_DISTANCE_LIMIT:
-        parser.error(f"--max-distance must lie in 0..{MAX_DISTANCE_LIMIT}, got {args.max_distance}")
     with user_errors():
         found = find_duplicates(args.data, args.extra, args.size, args.max_distance)
         images = found.images

@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 
 from solution.core.cli import add_data_args, add_oof_arg, user_errors
+from solution.core.registry import FRACTION, NON_NEGATIVE
 from solution.ensemble.submission import check_pair, write_submission
 from solution.ensemble.upload import COMPETITION, submit
 from solution.scoring import thresholds
@@ -26,10 +27,12 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Write (and upload) the submission picked by honest OOF estimates.")
     p.add_argument("--source", default=None, help="a candidate: an experiment, mean, rank_mean, hill_climb or stack")
     p.add_argument("--rule", choices=list(thresholds.RULES), default=None, help="threshold rule (default: the best)")
-    p.add_argument("--shrink", type=float, default=0.0, help="pull each cut-off toward the global one (0..1)")
+    p.add_argument(
+        "--shrink", type=FRACTION.arg_type(), default=0.0, help="pull each cut-off toward the global one (0..1)"
+    )
     p.add_argument(
         "--global-below",
-        type=int,
+        type=NON_NEGATIVE.arg_type(int),
         default=GLOBAL_BELOW,
         help="a class with fewer OOF positives takes the global cut-off",
     )

@@ -11,6 +11,7 @@ import argparse
 import logging
 
 from solution.core.cli import add_data_args, add_oof_arg, user_errors
+from solution.core.registry import FRACTION, NON_NEGATIVE, Interval
 from solution.ensemble.stacking import FEATURE_SETS, StackOptions, stack_experiments
 
 log = logging.getLogger(__spec__.name)
@@ -28,18 +29,21 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--blend",
-        type=float,
+        type=FRACTION.arg_type(),
         default=StackOptions.blend,
         help="weight of LightGBM against the plain mean (1: LightGBM)",
     )
     parser.add_argument(
-        "--mean-below", type=int, default=StackOptions.mean_below, help="a class with fewer positives keeps the mean"
+        "--mean-below",
+        type=NON_NEGATIVE.arg_type(int),
+        default=StackOptions.mean_below,
+        help="a class with fewer positives keeps the mean",
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n-jobs", type=int, default=1, help="LightGBM threads (more only help on idle cores)")
+    parser.add_argument(
+        "--n-jobs", type=Interval(1).arg_type(int), default=1, help="LightGBM threads (more only help on idle cores)"
+    )
     args = parser.parse_args(argv)
-    if not 0 <= args.blend <= 1:
-        parser.error(f"--blend must be within [0, 1], got {args.blend}")
     with user_errors():
         options = StackOptions(args.features, args.blend, args.mean_below, args.seed, args.n_jobs)
         log.info(stack_experiments(args.experiments, args.oof_dir, args.folds_dir, args.data, options))

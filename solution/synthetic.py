@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from solution.core.cli import user_errors
+from solution.core.registry import SEED, Interval
 from solution.data.synthetic import MIN_SIZE, generate
 
 log = logging.getLogger(__spec__.name)
@@ -22,10 +23,12 @@ def main(argv: list[str] | None = None) -> None:
         description="Write a synthetic HPA-like dataset in the Kaggle competition layout.",
     )
     parser.add_argument("out", type=Path, help="output folder (must not exist unless --force)")
-    parser.add_argument("--n-train", type=int, default=1200)
-    parser.add_argument("--n-test", type=int, default=400)
-    parser.add_argument("--size", type=int, default=64, help=f"image side in pixels (>= {MIN_SIZE})")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-train", type=Interval(1).arg_type(int), default=1200)
+    parser.add_argument("--n-test", type=Interval(1).arg_type(int), default=400)
+    parser.add_argument(
+        "--size", type=Interval(MIN_SIZE).arg_type(int), default=64, help=f"image side in pixels (>= {MIN_SIZE})"
+    )
+    parser.add_argument("--seed", type=SEED.arg_type(int), default=0)
     parser.add_argument("--force", action="store_true", help="replace an existing output folder")
     args = parser.parse_args(argv)
     start = time.perf_counter()

@@ -27,7 +27,7 @@ def test_unknown_key_names_file_and_lists_valid_keys(tmp_path):
 @pytest.mark.parametrize(
     "text, match",
     [
-        ("channels: rgbyx\n", "'channels: rgbyx' is not registered; registered values: rgby, rgb, g, ry_gy_b, by_ry_g"),
+        ("channels: rgbyx\n", "channels: unknown 'rgbyx'; registered: rgby, rgb, g, ry_gy_b, by_ry_g"),
         ("epochs: three\n", "'epochs' expects int"),
         ("pretrained: maybe\n", "'pretrained' expects bool"),
         ("epochs: 0\n", "'epochs' must be a number at least 1, got 0"),
@@ -72,7 +72,7 @@ def test_loss_mix_from_yaml_and_command_line(tmp_path):
     path = write(tmp_path, "loss: {focal: 1.0, lovasz: 0.5}\nfocal_gamma: 1.5\n")
     assert load_config(path).loss == {"focal": 1.0, "lovasz": 0.5}
     assert load_config(path, {"loss": "{bce: 1, soft_f1: 2}"}).loss == {"bce": 1, "soft_f1": 2}
-    with pytest.raises(ConfigError, match="unknown loss 'lovas'; registered: bce, focal, lovasz, soft_f1"):
+    with pytest.raises(ConfigError, match="loss: unknown 'lovas'; registered: bce, focal, lovasz, soft_f1"):
         load_config(write(tmp_path, "loss: {focal: 1.0, lovas: 0.5}\n"))
     with pytest.raises(ConfigError, match="loss"):
         load_config(write(tmp_path, "loss: {focal: -1}\n"))

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from solution.core.errors import ConfigError
+from solution.core.registry import Registry
 from solution.ensemble import blend, estimates
 from solution.ensemble.blend import Candidate
 from solution.scoring import thresholds
@@ -114,7 +115,7 @@ def test_prior_rates_come_from_the_training_folds_only(monkeypatch):
         seen.append(data.oof_labels.shape[0])
         return real(data, options)
 
-    monkeypatch.setitem(thresholds.RULES, "prior", spy)
+    monkeypatch.setattr(thresholds, "RULES", Registry("rule", {**thresholds.RULES, "prior": spy}))
     estimates.estimate_table([Candidate("a", oofs[0], tests[0])], y, fold, ("prior",))
     assert seen == [100] + [80] * 5
 
@@ -137,7 +138,7 @@ def test_pick_best_breaks_draws_by_pooled_then_order():
 def test_bad_inputs():
     y, oofs, tests, fold = noise(4, n=50, c=2)
     cand = [Candidate("a", oofs[0], tests[0])]
-    with pytest.raises(ConfigError, match="valid rules: f1, prior, global"):
+    with pytest.raises(ConfigError, match="rule: unknown .*; registered: f1, prior, global"):
         estimates.estimate_table(cand, y, fold, ("f1", "median"))
     with pytest.raises(ValueError, match="one integer per OOF row"):
         estimates.estimate_table(cand, y, fold[:-1])

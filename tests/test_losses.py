@@ -107,8 +107,8 @@ def test_a_mix_is_the_weighted_sum():
 @pytest.mark.parametrize(
     "spec, gamma, match",
     [
-        ("nope", 2.0, f"loss: unknown loss 'nope'; {REGISTERED}"),
-        ({"focal": 1.0, "nope": 1.0}, 2.0, f"loss: unknown loss 'nope'; {REGISTERED}"),
+        ("nope", 2.0, f"loss: unknown 'nope'; {REGISTERED}"),
+        ({"focal": 1.0, "nope": 1.0}, 2.0, f"loss: unknown 'nope'; {REGISTERED}"),
         ({}, 2.0, f"loss: an empty mix names no loss; {REGISTERED}"),
         ({"bce": 0.0}, 2.0, f"loss: the weight of 'bce' must be a positive finite number, got 0.0; {REGISTERED}"),
         ({"bce": -1}, 2.0, "the weight of 'bce' must be a positive finite number, got -1"),

@@ -14,7 +14,6 @@ from solution.data.transforms import (
     JitteredGridWarp,
     StainCLAHE,
     _linear_weights,
-    preset,
     train_transform,
 )
 
@@ -44,8 +43,8 @@ def test_worker_part_keeps_four_uint8_channels(name):
 
 
 def test_flips_run_on_the_device_only():
-    assert train_transform("flips") is None and preset("flips").dihedral and not preset("none").dihedral
-    with pytest.raises(ConfigError, match="unknown preset 'heavy'; registered: none, flips, light"):
+    assert train_transform("flips") is None and AUGMENTATIONS["flips"].dihedral and not AUGMENTATIONS["none"].dihedral
+    with pytest.raises(ConfigError, match="augment: unknown 'heavy'; registered: none, flips, light"):
         train_transform("heavy")
 
 

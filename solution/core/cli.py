@@ -63,11 +63,3 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
 
 def add_oof_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--oof-dir", type=Path, default=OOF_DIR, help="folder of the prediction sets")
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: an integer of at least 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value

@@ -9,27 +9,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from solution.core.errors import ConfigError
+from solution.core.registry import Registry
 
 R, G, B, Y = np.eye(4, dtype=np.float32)
 
-CHANNEL_SETUPS: dict[str, np.ndarray] = {
-    "rgby": np.stack([R, G, B, Y]),
-    "rgb": np.stack([R, G, B]),
-    "g": np.stack([G]),
-    "ry_gy_b": np.stack([(R + Y) / 2, (G + Y) / 2, B]),
-    "by_ry_g": np.stack([(B + Y) / 2, (R + Y) / 2, G]),
-}
+CHANNEL_SETUPS: Registry[np.ndarray] = Registry(
+    "channels",
+    {
+        "rgby": np.stack([R, G, B, Y]),
+        "rgb": np.stack([R, G, B]),
+        "g": np.stack([G]),
+        "ry_gy_b": np.stack([(R + Y) / 2, (G + Y) / 2, B]),
+        "by_ry_g": np.stack([(B + Y) / 2, (R + Y) / 2, G]),
+    },
+)
 
 
 def channel_matrix(name: str) -> np.ndarray:
-    """The (C, 4) matrix of a named setup; an unknown name lists the known ones."""
-    try:
-        return CHANNEL_SETUPS[name]
-    except KeyError:
-        raise ConfigError(
-            f"channels: unknown channel setup {name!r}; registered: {', '.join(CHANNEL_SETUPS)}"
-        ) from None
+    """The (C, 4) matrix of a named setup."""
+    return CHANNEL_SETUPS[name]
 
 
 def in_channels(name: str) -> int:

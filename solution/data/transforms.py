@@ -18,7 +18,7 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from solution.core.errors import ConfigError
+from solution.core.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -149,20 +149,17 @@ def _strong() -> A.Compose:
     )
 
 
-AUGMENTATIONS: dict[str, Preset] = {
-    "none": Preset(_nothing, dihedral=False),
-    "flips": Preset(_nothing, dihedral=True),
-    "light": Preset(_light, dihedral=True),
-    "strong": Preset(_strong, dihedral=True),
-}
-
-
-def preset(name: str) -> Preset:
-    if name not in AUGMENTATIONS:
-        raise ConfigError(f"augment: unknown preset {name!r}; registered: {', '.join(AUGMENTATIONS)}")
-    return AUGMENTATIONS[name]
+AUGMENTATIONS: Registry[Preset] = Registry(
+    "augment",
+    {
+        "none": Preset(_nothing, dihedral=False),
+        "flips": Preset(_nothing, dihedral=True),
+        "light": Preset(_light, dihedral=True),
+        "strong": Preset(_strong, dihedral=True),
+    },
+)
 
 
 def train_transform(name: str) -> A.Compose | None:
     """The per-image (worker) part of a named preset; None where it has none."""
-    return preset(name).worker()
+    return AUGMENTATIONS[name].worker()

@@ -101,7 +101,7 @@ def estimate_table(
     """One row per (candidate, rule), in the given orders, with the columns of ``COLUMNS``."""
     options = options or RuleOptions()
     for rule in rules:
-        thresholds.check_rule(rule)
+        thresholds.RULES.check(rule)
     labels = np.asfortranarray(labels, dtype=np.uint8)  # column-major: the fits take class rows without a copy
     folds = _check_folds(labels, fold)
     rows = [row for c in candidates for row in _candidate_rows(c, labels, np.asarray(fold), folds, rules, options)]

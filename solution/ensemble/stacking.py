@@ -29,8 +29,9 @@ import lightgbm as lgb
 import numpy as np
 
 from solution.artifacts.oof import Manifest, list_experiments, load_aligned, probs_frame, write_predictions
-from solution.core.errors import ArtifactError, ConfigError
+from solution.core.errors import ArtifactError
 from solution.core.fileio import run_info
+from solution.core.registry import Registry
 from solution.core.workspace import STACK_NAME
 from solution.scoring.metrics import macro_f1
 from solution.scoring.thresholds import fitted_macro_f1
@@ -70,7 +71,9 @@ def all_features(probs: np.ndarray, c: int) -> np.ndarray:
     return np.column_stack([np.concatenate(list(probs), axis=1), mean, top, count])
 
 
-FEATURE_SETS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {"class": class_features, "all": all_features}
+FEATURE_SETS: Registry[Callable[[np.ndarray, int], np.ndarray]] = Registry(
+    "--features", {"class": class_features, "all": all_features}
+)
 SHARED_ACROSS_CLASSES = {"all"}  # feature sets whose matrix does not depend on the class
 
 
@@ -113,8 +116,6 @@ def stack(
     mean_below: int = MEAN_BELOW,
 ) -> Stacked:
     """Stacked OOF and test probabilities from (E, N, C) OOF and (E, T, C) test probabilities of E experiments."""
-    if features not in FEATURE_SETS:
-        raise ConfigError(f"--features: unknown feature set {features!r}; registered: {', '.join(FEATURE_SETS)}")
     make = FEATURE_SETS[features]
     n_classes, n_folds = labels.shape[1], int(fold.max()) + 1
     oof = oof_probs.mean(axis=0).astype(np.float32)

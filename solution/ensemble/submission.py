@@ -116,7 +116,7 @@ def choose(
     by_name = {c.name: c for c in cands}
     if source is not None and source not in by_name:
         raise ArtifactError(f"no candidate named {source!r}; available: {', '.join(by_name)}")
-    rules = (thresholds.check_rule(rule),) if rule else tuple(thresholds.RULES)
+    rules = (thresholds.RULES.check(rule),) if rule else tuple(thresholds.RULES)
     pool = [by_name[source]] if source else cands
     table = estimates.estimate_table(pool, labels, fold, rules, options)
     row = estimates.pick_best(table)

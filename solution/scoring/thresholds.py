@@ -46,6 +46,7 @@ import numba
 import numpy as np
 
 from solution.core.errors import ConfigError
+from solution.core.registry import FRACTION, NON_NEGATIVE, Registry
 
 LABEL_BIT = 1 << 62
 VALUE_MASK = LABEL_BIT - 1
@@ -439,16 +440,14 @@ class RuleOptions:
     prior_rates: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.shrink <= 1.0:
-            raise ConfigError(f"shrink must be in [0, 1] (0: own cut-offs, 1: the global one), got {self.shrink}")
-        if isinstance(self.global_below, bool) or not isinstance(self.global_below, int) or self.global_below < 0:
-            raise ConfigError(f"global_below must be an integer >= 0 (0: never fall back), got {self.global_below!r}")
+        FRACTION.check("shrink", self.shrink)
+        if isinstance(self.global_below, bool) or not isinstance(self.global_below, int):
+            raise ConfigError(f"global_below must be an integer (0: never fall back), got {self.global_below!r}")
+        NON_NEGATIVE.check("global_below", self.global_below)
         if not isinstance(self.at_least_one, bool):
             raise ConfigError(f"at_least_one must be true or false, got {self.at_least_one!r}")
-        if self.prior_rates is not None and not all(0.0 <= r <= 1.0 for r in self.prior_rates):
-            raise ConfigError(
-                f"prior_rates must be rates in [0, 1] (or unset: the OOF prevalence), got {self.prior_rates}"
-            )
+        for rate in self.prior_rates or ():
+            FRACTION.check("prior_rates", rate)
 
 
 @dataclass(frozen=True, eq=False)
@@ -537,19 +536,12 @@ def _prior_rule(data: RuleInput, options: RuleOptions) -> np.ndarray:
 
 
 Rule = Callable[[RuleInput, RuleOptions], np.ndarray]
-RULES: dict[str, Rule] = {"f1": _f1_rule, "prior": _prior_rule, "global": _global_rule}
-
-
-def check_rule(name: str) -> str:
-    """The name itself, when it names a rule of ``RULES``."""
-    if name not in RULES:
-        raise ConfigError(f"unknown threshold rule {name!r}; valid rules: {', '.join(RULES)}")
-    return name
+RULES: Registry[Rule] = Registry("rule", {"f1": _f1_rule, "prior": _prior_rule, "global": _global_rule})
 
 
 def fit_rule(rule: str, data: RuleInput, options: RuleOptions = RuleOptions()) -> np.ndarray:
     """Per-class cut-offs of a rule of ``RULES``, after the options' fallback and shrink toward the global cut-off."""
-    cutoffs = RULES[check_rule(rule)](data, options)
+    cutoffs = RULES[rule](data, options)
     if options.global_below == 0 and options.shrink == 0.0:
         return cutoffs
     shared = data.global_fit[0]

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -21,6 +19,7 @@ import yaml
 
 from solution.core.errors import ConfigError
 from solution.core.fileio import atomic_write_text
+from solution.core.registry import NON_NEGATIVE, POSITIVE, SEED, Interval, Registry
 from solution.core.workspace import STACK_NAME
 from solution.data.channels import CHANNEL_SETUPS
 from solution.data.transforms import AUGMENTATIONS
@@ -30,7 +29,7 @@ from solution.training.optim import OPTIMIZERS
 from solution.training.tta import TTA_MODES
 
 # The config keys whose values name an entry of a registry: validation and the CLI's choices read them.
-REGISTRIES: dict[str, Mapping[str, Any]] = {
+REGISTRIES: dict[str, Registry[Any]] = {
     "channels": CHANNEL_SETUPS,
     "loss": LOSSES,
     "optimizer": OPTIMIZERS,
@@ -84,23 +83,23 @@ class ExperimentConfig:
 INFERENCE_KEYS = ("tta", "num_workers", "device")
 
 
-# Numeric keys: (low, high, whether low itself is excluded).
-RANGES: dict[str, tuple[float, float, bool]] = {
-    "image_size": (1, math.inf, False),
-    "batch_size": (1, math.inf, False),
-    "accumulate": (1, math.inf, False),
-    "epochs": (1, math.inf, False),
-    "warmup_epochs": (0, math.inf, False),
-    "lr": (0, math.inf, True),
-    "weight_decay": (0, math.inf, False),
-    "clip_grad": (0, math.inf, False),
-    "focal_gamma": (0, math.inf, False),
-    "oversample": (0, math.inf, False),
-    "ema": (0, 0.99999, False),
-    "patience": (0, math.inf, False),
-    "drop_rate": (0, 0.99, False),
-    "num_workers": (0, math.inf, False),
-    "seed": (0, 2**32 - 1, False),
+# The range of each numeric key.
+RANGES: dict[str, Interval] = {
+    "image_size": Interval(1),
+    "batch_size": Interval(1),
+    "accumulate": Interval(1),
+    "epochs": Interval(1),
+    "warmup_epochs": NON_NEGATIVE,
+    "lr": POSITIVE,
+    "weight_decay": NON_NEGATIVE,
+    "clip_grad": NON_NEGATIVE,
+    "focal_gamma": NON_NEGATIVE,
+    "oversample": NON_NEGATIVE,
+    "ema": Interval(0, 0.99999),
+    "patience": NON_NEGATIVE,
+    "drop_rate": Interval(0, 0.99),
+    "num_workers": NON_NEGATIVE,
+    "seed": SEED,
 }
 
 FIELD_TYPES: dict[str, type] = {f.name: get_type_hints(ExperimentConfig)[f.name] for f in fields(ExperimentConfig)}
@@ -145,22 +144,16 @@ def _coerce(key: str, value: Any, where: str) -> Any:
 
 
 def _validate(cfg: ExperimentConfig, where: str) -> None:
-    for key, registry in REGISTRIES.items():
-        value = getattr(cfg, key)
-        if isinstance(value, str) and value not in registry:
-            raise ConfigError(f"{where}: '{key}: {value}' is not registered; registered values: {', '.join(registry)}")
     try:
+        for key, registry in REGISTRIES.items():
+            value = getattr(cfg, key)
+            if isinstance(value, str):
+                registry.check(value)
         build_loss(cfg.loss, cfg.focal_gamma)  # a mix: its names, weights and gamma
+        for key, interval in RANGES.items():
+            interval.check(key, getattr(cfg, key))
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
-    for key, (low, high, low_open) in RANGES.items():
-        value = getattr(cfg, key)
-        below = value <= low if low_open else value < low
-        if not math.isfinite(value) or below or value > high:
-            bound = f"{'above' if low_open else 'at least'} {low}" + (
-                f" and at most {high}" if high != math.inf else ""
-            )
-            raise ConfigError(f"{where}: '{key}' must be a number {bound}, got {value}")
 
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")

@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 
 from solution.core.errors import ConfigError
+from solution.core.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -45,17 +46,19 @@ class Context:
         return bool(t.item())
 
 
-DEVICES: dict[str, str] = {
-    "auto": "this process's GPU where torch sees one, else the CPU",
-    "cpu": "the CPU",
-    "cuda": "this process's GPU (an error where torch sees none)",
-}
+DEVICES: Registry[str] = Registry(
+    "device",
+    {
+        "auto": "this process's GPU where torch sees one, else the CPU",
+        "cpu": "the CPU",
+        "cuda": "this process's GPU (an error where torch sees none)",
+    },
+)
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """The torch device of a name of ``DEVICES``."""
-    if name not in DEVICES:
-        raise ConfigError(f"device: unknown device {name!r}; registered: {', '.join(DEVICES)}")
+    DEVICES.check(name)
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device: cuda was asked for, but torch sees no GPU")
     if name == "cpu" or not torch.cuda.is_available():

@@ -47,7 +47,7 @@ from solution.data.layout import Dataset
 from solution.data.loader import make_loader
 from solution.data.sampler import oversampling_sampler
 from solution.data.stats import StainStats
-from solution.data.transforms import preset, train_transform
+from solution.data.transforms import AUGMENTATIONS, train_transform
 from solution.scoring import thresholds
 from solution.scoring.metrics import macro_f1
 from solution.training.config import ExperimentConfig, save_config
@@ -133,7 +133,7 @@ def train_one_epoch(
 ) -> float:
     """One pass over this rank's share of the training images; returns the mean loss over all ranks."""
     engine.step_model.train()
-    device, dihedral = ctx.device, preset(cfg.augment).dihedral
+    device, dihedral = ctx.device, AUGMENTATIONS[cfg.augment].dihedral
     total, count, start = 0.0, 0, time.perf_counter()
     updates = epoch * (len(loader) // cfg.accumulate)
     bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None if ctx.is_main else True)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from solution.core.errors import ConfigError
+from solution.core.registry import Registry
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -71,7 +72,7 @@ def soft_f1(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-7) -> to
     return 1 - (2 * tp / (2 * tp + fp + fn + eps)).mean()
 
 
-LOSSES: dict[str, LossFn] = {"bce": bce, "focal": focal, "lovasz": lovasz, "soft_f1": soft_f1}
+LOSSES: Registry[LossFn] = Registry("loss", {"bce": bce, "focal": focal, "lovasz": lovasz, "soft_f1": soft_f1})
 
 
 @dataclass(frozen=True)
@@ -89,9 +90,8 @@ def _registered() -> str:
 
 
 def _named(name: str, gamma: float) -> LossFn:
-    if name not in LOSSES:
-        raise ConfigError(f"loss: unknown loss {name!r}; {_registered()}")
-    return partial(focal, gamma=gamma) if name == "focal" else LOSSES[name]
+    loss = LOSSES[name]
+    return partial(focal, gamma=gamma) if loss is focal else loss
 
 
 def _check_weight(name: str, weight: object) -> float:

@@ -8,16 +8,17 @@ import torch
 from timm.optim import create_optimizer_v2
 from torch import nn
 
-from solution.core.errors import ConfigError
+from solution.core.registry import Registry
 
 # name -> keyword arguments of timm's create_optimizer_v2 (timm's 'sgd' is Nesterov SGD).
-OPTIMIZERS: dict[str, dict[str, Any]] = {
-    "adamw": {"opt": "adamw"},
-    "sgd": {"opt": "sgd", "momentum": 0.9},
-}
+OPTIMIZERS: Registry[dict[str, Any]] = Registry(
+    "optimizer",
+    {
+        "adamw": {"opt": "adamw"},
+        "sgd": {"opt": "sgd", "momentum": 0.9},
+    },
+)
 
 
 def make_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    if name not in OPTIMIZERS:
-        raise ConfigError(f"optimizer: unknown optimizer {name!r}; registered: {', '.join(OPTIMIZERS)}")
     return create_optimizer_v2(model, lr=lr, weight_decay=weight_decay, **OPTIMIZERS[name])

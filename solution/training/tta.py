@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import torch
 
-from solution.core.errors import ConfigError
+from solution.core.registry import Registry
 
 
 def _identity(x: torch.Tensor) -> list[torch.Tensor]:
@@ -27,19 +27,16 @@ def _d4(x: torch.Tensor) -> list[torch.Tensor]:
     return rotations + [r.flip(-1) for r in rotations]
 
 
-TTA_MODES: dict[str, Callable[[torch.Tensor], list[torch.Tensor]]] = {
-    "none": _identity,
-    "flip": _hflip,
-    "d4": _d4,
-}
-
-
-def check_tta(mode: str) -> None:
-    if mode not in TTA_MODES:
-        raise ConfigError(f"tta: unknown mode {mode!r}; registered: {', '.join(TTA_MODES)}")
+TTA_MODES: Registry[Callable[[torch.Tensor], list[torch.Tensor]]] = Registry(
+    "tta",
+    {
+        "none": _identity,
+        "flip": _hflip,
+        "d4": _d4,
+    },
+)
 
 
 def tta_views(x: torch.Tensor, mode: str) -> torch.Tensor:
     """The batch under each view of ``mode``, stacked: (V * B, C, H, W)."""
-    check_tta(mode)
     return torch.cat(TTA_MODES[mode](x))

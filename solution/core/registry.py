@@ -1,0 +1,93 @@
+"""The one registry type and the one interval check: what every config key and command-line option names.
+
+A ``Registry`` maps names to entries for one key; looking up a name it lacks raises a ``ConfigError`` that
+names the key and lists what is registered (as timm's model registry fails loudly). An ``Interval`` is the
+range of a numeric key or option; the config's validation and the commands' argparse types both use it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from solution.core.errors import ConfigError
+
+T = TypeVar("T")
+
+
+class Registry(Mapping[str, T]):
+    """The entries one key can name, in registration order."""
+
+    def __init__(self, key: str, entries: Mapping[str, T]) -> None:
+        self.key = key
+        self._entries = dict(entries)
+
+    def __getitem__(self, name: str) -> T:
+        if name not in self._entries:
+            raise ConfigError(f"{self.key}: unknown {name!r}; registered: {', '.join(self._entries)}")
+        return self._entries[name]
+
+    def get(self, name: str, default: T | None = None) -> T | None:  # type: ignore[override]
+        return self._entries.get(name, default)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def check(self, name: str) -> str:
+        """``name`` itself, when it is registered."""
+        self[name]
+        return name
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A range of numbers: ``low`` (excluded when ``low_open``) up to ``high`` (included)."""
+
+    low: float
+    high: float = math.inf
+    low_open: bool = False
+
+    def __str__(self) -> str:
+        low = f"{'above' if self.low_open else 'at least'} {self.low:g}"
+        return low + (f" and at most {self.high:g}" if self.high != math.inf else "")
+
+    def contains(self, value: float) -> bool:
+        below = value <= self.low if self.low_open else value < self.low
+        return math.isfinite(value) and not below and value <= self.high
+
+    def check(self, key: str, value: float) -> float:
+        """``value``, when it lies in the interval; else a ``ConfigError`` naming ``key``."""
+        if not self.contains(value):
+            raise ConfigError(f"'{key}' must be a number {self}, got {value}")
+        return value
+
+    def arg_type(self, kind: Callable[[str], float] = float) -> Callable[[str], float]:
+        """An argparse ``type``: the text as ``kind`` (int or float), refused with the range when outside it."""
+
+        def parse(text: str) -> float:
+            try:
+                value = kind(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"expected {getattr(kind, '__name__', 'a number')}, got {text!r}"
+                ) from None
+            if not self.contains(value):
+                raise argparse.ArgumentTypeError(f"must be a number {self}, got {text}")
+            return value
+
+        return parse
+
+
+POSITIVE = Interval(0, low_open=True)
+NON_NEGATIVE = Interval(0)
+FRACTION = Interval(0, 1)
+SEED = Interval(0, 2**32 - 1)  # what numpy's seeding accepts
