@@ -18,6 +18,7 @@ import pytest
 
 from solution import cache as cache_command
 from solution.core.errors import DatasetError
+from solution.core.fileio import exclusive
 from solution.data import cache, cache_worker
 from solution.data.cache import load_images, make_plan, open_cache
 from solution.data.images import read_image
@@ -62,7 +63,7 @@ def decoded(ds) -> np.ndarray:
 
 
 def names(folder: Path) -> set[str]:
-    return {p.name for p in folder.iterdir()}
+    return {p.name for p in folder.iterdir()} - {cache.LOCK_FILE}
 
 
 def done_chunks(p) -> set[int]:
@@ -147,7 +148,7 @@ cache.load_images(ds, "train", ds.train_ids, {size}, cache_dir, workers=int(work
 
 def lock_frees_within(folder: Path, seconds: float) -> bool:
     """Whether the cache folder's lock can be taken within ``seconds``."""
-    fd = os.open(folder, os.O_RDONLY)
+    fd = os.open(folder / cache.LOCK_FILE, os.O_RDONLY | os.O_CREAT)
     deadline = time.monotonic() + seconds
     try:
         while True:
@@ -280,7 +281,7 @@ def test_a_build_waits_for_the_folder_lock_and_reuses_what_was_built_meanwhile(d
     decodes = patch_decodes(monkeypatch)
     waiting = threading.Thread(target=build, args=(ds, cache_dir))
     cache_dir.mkdir()
-    with cache._locked(cache_dir):
+    with exclusive(cache_dir / cache.LOCK_FILE, "the test's hold", wait=True):
         waiting.start()
         time.sleep(0.2)
         assert waiting.is_alive()

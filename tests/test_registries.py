@@ -14,7 +14,7 @@ import torch
 from solution.core.errors import ConfigError
 from solution.data.channels import channel_matrix
 from solution.data.loader import make_loader
-from solution.data.stats import stats_of_images
+from solution.data.stats import StainStats
 from solution.data.transforms import train_transform
 from solution.training import loop
 from solution.training.config import REGISTRIES, add_override_args, build_config
@@ -33,7 +33,7 @@ def one_step(cfg, device):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (8, 16, 16, 4), dtype=np.uint8)
     labels = (rng.random((8, 28)) < 0.3).astype(np.uint8)
-    stats = stats_of_images(images)
+    stats = StainStats(mean=np.full(4, 127.0), cov=np.eye(4) * 70.0**2)
     loader = make_loader(
         images, np.arange(8), 4, 0, labels=labels, transform=train_transform(cfg.augment), shuffle=True
     )
@@ -109,6 +109,6 @@ def test_compile_trains_one_step(monkeypatch):
     real = torch.compile
     monkeypatch.setattr(torch, "compile", lambda model, **kw: real(model, backend="aot_eager", **kw))
     cfg = build_config({**TINY, "compile": True}, "test")
-    engine = loop.build_engine(cfg, stats_of_images(np.zeros((2, 16, 16, 4), np.uint8) + 7), 2, Context())
+    engine = loop.build_engine(cfg, StainStats(mean=np.full(4, 7.0), cov=np.eye(4)), 2, Context())
     assert isinstance(engine.step_model, torch._dynamo.eval_frame.OptimizedModule)
     one_step(cfg, torch.device("cpu"))

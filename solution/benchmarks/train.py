@@ -22,12 +22,12 @@ import torch
 
 from solution.benchmarks import best_seconds
 from solution.data.batch import BatchTransform
-from solution.data.cache import load_images
+from solution.data.cache import open_cache
 from solution.data.channels import channel_matrix
 from solution.data.dataset import HpaDataset
 from solution.data.layout import open_dataset
 from solution.data.loader import make_loader
-from solution.data.stats import stats_of_images
+from solution.data.stats import StainStats
 from solution.data.synthetic import generate
 from solution.data.transforms import AUGMENTATIONS, train_transform
 from solution.training import loop
@@ -43,11 +43,10 @@ def _identity(x: torch.Tensor, dihedral: bool = False) -> torch.Tensor:
     return x
 
 
-def loop_ratio(cfg: ExperimentConfig, images: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+def loop_ratio(cfg: ExperimentConfig, images: np.ndarray, stats: StainStats, labels: np.ndarray) -> tuple[float, float]:
     """(full loop images/s, in-memory images/s) for one config, one epoch each, same model and optimizer."""
     device = resolve_device(cfg.device)
     ctx = Context(device=device)
-    stats = stats_of_images(images)
     loader = make_loader(
         images,
         np.arange(len(images)),
@@ -117,11 +116,12 @@ def run() -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         data = generate(Path(tmp) / "data", n_train=N_TRAIN, n_test=8, size=64, seed=0)
         dataset = open_dataset(data)
-        images = np.asarray(load_images(dataset, "train", dataset.train_ids, 64, cache_dir=Path(tmp) / "cache"))
+        cached, stats = open_cache(dataset, "train", dataset.train_ids, 64, cache_dir=Path(tmp) / "cache")
+        images = np.asarray(cached)
         print(f"{'demo config':<28}{'full loop img/s':>18}{'in memory img/s':>18}{'ratio':>8}")
         ratios = []
         for path in sorted(DEMO_CONFIGS.glob("*.yaml")):
-            full, memory = loop_ratio(load_config(path), images, dataset.train_labels)
+            full, memory = loop_ratio(load_config(path), images, stats, dataset.train_labels)
             ratios.append(full / memory)
             print(f"{path.stem:<28}{full:>18.0f}{memory:>18.0f}{full / memory:>8.2f}")
         figures["train_loop_ratio"] = min(ratios)

@@ -22,7 +22,6 @@ build and is removed.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -42,7 +41,7 @@ import numpy as np
 from tqdm import tqdm
 
 from solution.core.errors import DatasetError
-from solution.core.fileio import atomic_write_json, read_json
+from solution.core.fileio import atomic_write_json, exclusive, read_json
 from solution.core.workspace import CACHE_DIR
 from solution.data import cache_worker
 from solution.data.cache_worker import Sums
@@ -53,6 +52,7 @@ CHUNK_SIZE = 256  # images recorded as one unit of progress
 PART_SIZE = 32  # images per task handed to a worker: small, so that the workers finish together
 SMALL_BUILD_BYTES = 256 * 2**20  # below this, decoding in this process beats starting worker processes
 SPLITS = ("train", "test")
+LOCK_FILE = ".build.lock"  # one build at a time per cache folder
 log = logging.getLogger(__spec__.name)
 _UNITS = ("B", "KiB", "MiB", "GiB")
 
@@ -199,24 +199,13 @@ def ensure_cache(plan: Plan, workers: int | None = None) -> None:
     if workers is None:
         workers = 1 if len(plan.paths) * plan.image_bytes < SMALL_BUILD_BYTES else _cpu_count()
     plan.cache_dir.mkdir(parents=True, exist_ok=True)
-    with _locked(plan.cache_dir):
+    with exclusive(plan.cache_dir / LOCK_FILE, f"the cache folder {plan.cache_dir}", wait=True):
         if not plan.is_complete():  # another process may have built it while this one waited
             _build(plan, workers)
 
 
 def _cpu_count() -> int:
     return getattr(os, "process_cpu_count", os.cpu_count)() or 1
-
-
-@contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``folder`` (released when the process dies, so never stale)."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def _build(plan: Plan, workers: int) -> None:

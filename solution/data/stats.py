@@ -40,14 +40,3 @@ class StainStats:
         mean = matrix @ self.mean
         var = np.einsum("cs,st,ct->c", matrix, self.cov, matrix)
         return mean, np.sqrt(np.maximum(var, 1e-6))
-
-
-def stats_of_images(images: np.ndarray, chunk: int = 256) -> StainStats:
-    """Stain statistics of an (N, H, W, 4) uint8 array, streamed in chunks with float64 accumulation."""
-    sums, products, count = np.zeros(4), np.zeros((4, 4)), 0
-    for start in range(0, len(images), chunk):
-        px = np.asarray(images[start : start + chunk], dtype=np.float64).reshape(-1, 4)
-        sums += px.sum(0)
-        products += px.T @ px
-        count += len(px)
-    return StainStats.from_moments(count, sums, products)
