@@ -59,7 +59,7 @@ def make_dataset(root: Path) -> Dataset:
 
 def decode_plainly(paths: tuple[Path, ...], size: int) -> np.ndarray:
     """The baseline: decode each stain's PNG and resize it, nothing else."""
-    planes = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in paths]
+    planes = [np.asarray(cv2.imread(str(p), cv2.IMREAD_UNCHANGED)) for p in paths]
     return np.stack([cv2.resize(p, (size, size), interpolation=cv2.INTER_AREA) for p in planes], axis=-1)
 
 

@@ -52,7 +52,7 @@ def baseline(oof: np.ndarray, test: np.ndarray, labels: np.ndarray, fold: np.nda
             tr, va = fold != k, fold == k
             for c in range(labels.shape[1]):
                 model = lgb.LGBMClassifier(n_jobs=1, verbose=-1, random_state=k).fit(x[tr], labels[tr, c])
-                out[va, c] = model.predict_proba(x[va])[:, 1]
+                out[va, c] = np.asarray(model.predict_proba(x[va]))[:, 1]
                 model.predict_proba(x_test)
     return out
 

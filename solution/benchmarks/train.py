@@ -61,7 +61,11 @@ def loop_ratio(cfg: ExperimentConfig, images: np.ndarray, stats: StainStats, lab
     in_memory = [(transform(x, dihedral=True).to(device), y.to(device)) for x, y in loader]
     full = best_seconds(lambda: loop.train_one_epoch(cfg, engine, loader, ctx, 0, "full"), 2, warm_up=True)
     engine.transform = _identity
-    memory = best_seconds(lambda: loop.train_one_epoch(cfg, engine, in_memory, ctx, 0, "memory"), 2, warm_up=True)
+    memory = best_seconds(
+        lambda: loop.train_one_epoch(cfg, engine, in_memory, ctx, 0, "memory"),  # type: ignore[arg-type]
+        2,
+        warm_up=True,
+    )
     n = len(loader) * cfg.batch_size
     return n / full, n / memory
 
@@ -79,7 +83,8 @@ def gpu_rates(name: str, bf16: bool, batch: int = 32, size: int = 512) -> tuple[
     """(train img/s, d4-TTA predict img/s) of a model on the GPU."""
     cfg = build_config({"name": "bench", "backbone": name, "image_size": size, "batch_size": batch}, "bench")
     device = torch.device("cuda")
-    model = loop.build_model(cfg).to(device, memory_format=torch.channels_last if bf16 else torch.contiguous_format)
+    model = loop.build_model(cfg).to(device)
+    model = model.to(memory_format=torch.channels_last if bf16 else torch.contiguous_format)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.randn(batch, 4, size, size, device=device)
     if bf16:
@@ -98,7 +103,7 @@ def gpu_rates(name: str, bf16: bool, batch: int = 32, size: int = 512) -> tuple[
     loader = [(x[:8], y[:8])] * 4
 
     def predict() -> None:
-        predict_probs(model, loader, "d4", device) if bf16 else _fp32_predict(model, loader)
+        predict_probs(model, loader, "d4", device) if bf16 else _fp32_predict(model, loader)  # type: ignore[arg-type]
         torch.cuda.synchronize()
 
     return 5 * batch / best_seconds(step, 2, warm_up=True), 4 * 8 / best_seconds(predict, 2, warm_up=True)

@@ -126,7 +126,7 @@ def read_json(path: Path | str) -> dict[str, Any]:
 
 def run_info() -> dict[str, Any]:
     """Package versions and git commit, recorded in every manifest."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in PROVENANCE_PACKAGES:
         try:
             versions[pkg] = metadata.version(pkg)

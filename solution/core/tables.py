@@ -46,7 +46,8 @@ def _rows(path: Path, reader, header: tuple[str, str]) -> list[tuple[int, str, s
     head = next(reader, None)
     if head is None or tuple(h.strip() for h in head) != header:
         raise DatasetError(f"{path}: expected header {','.join(header)}, got {','.join(head or [])!r}")
-    rows, seen = [], {}
+    rows: list[tuple[int, str, str]] = []
+    seen: dict[str, int] = {}
     for row in reader:
         line = reader.line_num
         if not row:

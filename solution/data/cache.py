@@ -36,6 +36,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -356,7 +357,8 @@ def _added(a: Sums, b: Sums) -> Sums:
     return {key: _add(a[key], b[key]) for key in a}
 
 
-def _add(x: list | int, y: list | int) -> list | int:
+def _add(x: Any, y: Any) -> Any:
+    """``x + y`` for numbers, entry by entry for (nested) lists of them."""
     return [_add(u, v) for u, v in zip(x, y)] if isinstance(x, list) else x + y
 
 

@@ -73,7 +73,7 @@ def decode_part(partial: Path, offset: int, paths: list[tuple[Path, ...]], size:
 
 
 def _write_at(path: Path, array: np.ndarray, offset: int) -> None:
-    data = memoryview(array).cast("B")
+    data = memoryview(array.data).cast("B")
     fd = os.open(path, os.O_WRONLY)
     try:
         while data:  # a write may take fewer bytes than it is given

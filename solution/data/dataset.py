@@ -25,7 +25,7 @@ class HpaDataset(Dataset):
     """
 
     def __init__(
-        self, images: np.ndarray, positions: np.ndarray, labels: np.ndarray | None, transform: A.Compose | None = None
+        self, images: Images, positions: np.ndarray, labels: np.ndarray | None, transform: A.Compose | None = None
     ):
         if labels is not None and len(labels) != len(images):
             raise ValueError(f"{len(images)} images but {len(labels)} label rows")
@@ -69,7 +69,12 @@ class StackedImages:
         return self.parts[part][pos - self.starts[part]]
 
 
+Images = np.ndarray | StackedImages  # a split's cache, or several stacked: what a loader reads
+
+
 def reseed_worker(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: each worker's augmentation gets its own seed, derived from the epoch's."""
     info = get_worker_info()
-    info.dataset.reseed(info.dataset.seed * 1009 + worker_id + 1)
+    assert info is not None, "reseed_worker runs in DataLoader workers only"
+    dataset: HpaDataset = info.dataset  # type: ignore[assignment]
+    dataset.reseed(dataset.seed * 1009 + worker_id + 1)

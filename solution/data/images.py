@@ -51,8 +51,9 @@ def stain_plane(img: np.ndarray, stain: str, path: Path | str) -> np.ndarray:
         return img  # the competition's own PNGs: no copy (the cache build decodes every image once)
     scale = _to_8bit_scale(img, path)
     if img.ndim == 3:
-        b, g, r = (img[..., i].astype(np.float32) for i in range(3))  # OpenCV decodes as BGR
-        plane = {"red": r, "green": g, "blue": b, "yellow": (r + g) / 2}[stain]
+        b, g, r = [img[..., i].astype(np.float32) for i in range(3)]  # OpenCV decodes as BGR
+        planes: dict[str, np.ndarray] = {"red": r, "green": g, "blue": b, "yellow": (r + g) / 2}
+        plane = planes[stain]
     elif img.ndim == 2:
         plane = img.astype(np.float32)
     else:

@@ -7,11 +7,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from solution.data.dataset import HpaDataset, reseed_worker
+from solution.data.dataset import HpaDataset, Images, reseed_worker
 
 
 def make_loader(
-    images: np.ndarray,
+    images: Images,
     positions: np.ndarray,
     batch_size: int,
     num_workers: int,

@@ -50,4 +50,4 @@ def oversampling_sampler(
     weights = torch.from_numpy(oversample_weights(labels, factor))
     generator = torch.Generator().manual_seed(seed)
     draws = len(weights) if num_samples is None else num_samples
-    return WeightedRandomSampler(weights, num_samples=draws, replacement=True, generator=generator)
+    return WeightedRandomSampler(weights, num_samples=draws, replacement=True, generator=generator)  # type: ignore[arg-type]

@@ -204,7 +204,7 @@ def _junctions(cell_id: np.ndarray, unit: float) -> np.ndarray:
     kernel = np.ones((3, 3), np.uint8)
     higher = cv2.dilate(ids, kernel) > ids
     lower = cv2.erode(np.where(ids > 0, ids, np.float32(1e9)), kernel) < ids
-    border = ((ids > 0) & (higher | lower)).astype(np.uint8)
+    border: np.ndarray = ((ids > 0) & (higher | lower)).astype(np.uint8)
     width = int(round(unit))
     if width > 1:
         border = cv2.dilate(border, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (width, width))) * (ids > 0)
@@ -315,7 +315,8 @@ def _walks(f: _Field, starts: np.ndarray, steps: int, step: float, turn: float) 
 
 def _red(f: _Field) -> tuple[np.ndarray, np.ndarray]:
     """Microtubules: slightly curved filaments from the nucleus to the cell edge."""
-    paths, tips = [], []
+    paths: list[np.ndarray] = []
+    tips = []
     for i in range(f.n):
         m = int(f.rng.integers(10, 16))
         theta = f.rng.uniform(0, _TAU, m)
@@ -430,7 +431,7 @@ def _actin(f: _Field) -> np.ndarray:
 
 def _focal_adhesions(f: _Field) -> np.ndarray:
     """Short radial dashes just inside the cell edge."""
-    paths = []
+    paths: list[np.ndarray] = []
     for i in range(f.n):
         m = int(f.rng.integers(8, 15))
         theta = f.rng.uniform(0, _TAU, m)

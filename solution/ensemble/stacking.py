@@ -93,8 +93,8 @@ def _early_stop_rows(train_rows: np.ndarray, seed: int) -> tuple[np.ndarray, np.
 def _fit_fold(
     data: lgb.Dataset, x_eval: list[np.ndarray], fit_rows: np.ndarray, stop_rows: np.ndarray, params: dict
 ) -> list[np.ndarray]:
-    train = data.subset(fit_rows)
-    valid = data.subset(stop_rows)
+    train = data.subset(fit_rows.tolist())
+    valid = data.subset(stop_rows.tolist())
     booster = lgb.train(
         params,
         train,
@@ -102,7 +102,7 @@ def _fit_fold(
         valid_sets=[valid],
         callbacks=[lgb.early_stopping(EARLY_STOP_ROUNDS, verbose=False)],
     )
-    return [booster.predict(x, num_iteration=booster.best_iteration) for x in x_eval]
+    return [np.asarray(booster.predict(x, num_iteration=booster.best_iteration)) for x in x_eval]
 
 
 def stack(
@@ -122,14 +122,14 @@ def stack(
     test = test_probs.mean(axis=0).astype(np.float32)
     fallback = [c for c in range(n_classes) if labels[:, c].sum() < mean_below]
     params = {**LGB_PARAMS, "seed": seed, "num_threads": n_jobs}
-    shared = features in SHARED_ACROSS_CLASSES
-    base = lgb.Dataset(make(oof_probs, 0), params=params, free_raw_data=False).construct() if shared else None
-    x_test_shared = make(test_probs, 0) if shared else None
+    shared = features in SHARED_ACROSS_CLASSES  # one matrix, binned once, for every class
+    shared_oof, shared_test = (make(oof_probs, 0), make(test_probs, 0)) if shared else (None, None)
+    shared_data = lgb.Dataset(shared_oof, params=params, free_raw_data=False).construct() if shared else None
     for c in (c for c in range(n_classes) if c not in fallback):
-        x_oof = None if shared else make(oof_probs, c)
-        data = base if shared else lgb.Dataset(x_oof, params=params, free_raw_data=False).construct()
+        x_all = make(oof_probs, c) if shared_oof is None else shared_oof
+        x_test = make(test_probs, c) if shared_test is None else shared_test
+        data = shared_data or lgb.Dataset(x_all, params=params, free_raw_data=False).construct()
         data.set_label(labels[:, c])
-        x_all, x_test = (base.get_data() if shared else x_oof), (x_test_shared if shared else make(test_probs, c))
         test[:, c] = 0
         for k in range(n_folds):
             fit_rows, stop_rows = _early_stop_rows(np.flatnonzero(fold != k), seed + k)

@@ -195,7 +195,7 @@ def _gather(
     n_classes, n = bits.shape
     below = np.empty(n_classes, dtype=np.int64)
     for c in range(n_classes):
-        size, n_pos, low, floor = 0, 0, NONE, floors[c]
+        size, n_pos, low, floor = np.int64(0), np.int64(0), NONE, floors[c]
         for i in range(n):
             value = bits[c, i] & VALUE_MASK  # clears the sign of -0.0
             y = np.int64(labels[c, i])

@@ -21,9 +21,10 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -42,7 +43,7 @@ from solution.core.fileio import exclusive
 from solution.data.batch import BatchTransform
 from solution.data.cache import load_images, open_cache
 from solution.data.channels import channel_matrix
-from solution.data.dataset import StackedImages
+from solution.data.dataset import HpaDataset, StackedImages
 from solution.data.layout import Dataset
 from solution.data.loader import make_loader
 from solution.data.sampler import oversampling_sampler
@@ -74,7 +75,7 @@ def rng_state() -> dict[str, Any]:
     _, keys, pos, has_gauss, gauss = np.random.get_state()
     state = {
         "python": list(random.getstate()[1]),
-        "numpy": torch.from_numpy(keys.astype(np.int64)),
+        "numpy": torch.from_numpy(np.asarray(keys).astype(np.int64)),
         "numpy_pos": int(pos),
         "numpy_gauss": [int(has_gauss), float(gauss)],
         "torch": torch.get_rng_state(),
@@ -119,7 +120,7 @@ class Engine:
     scheduler: CosineLRScheduler
     ema: ModelEmaV3 | None
     stats: StainStats
-    transform: BatchTransform
+    transform: Callable[..., torch.Tensor]  # uint8 stains -> model input (a BatchTransform)
     loss_fn: LossFn
 
     @property
@@ -234,7 +235,9 @@ def _loaders(
 def build_engine(cfg: ExperimentConfig, stats: StainStats, updates_per_epoch: int, ctx: Context) -> Engine:
     """The model, its optimizer, schedule, EMA and batch transform, on the context's device."""
     cuda = ctx.device.type == "cuda"
-    model = build_model(cfg).to(ctx.device, memory_format=torch.channels_last if cuda else torch.preserve_format)
+    model = build_model(cfg).to(ctx.device)
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay)
     scheduler = CosineLRScheduler(
         optimizer,
@@ -244,7 +247,7 @@ def build_engine(cfg: ExperimentConfig, stats: StainStats, updates_per_epoch: in
         t_in_epochs=False,
     )
     ema = ModelEmaV3(model, decay=cfg.ema) if cfg.ema else None
-    step_model = torch.compile(model) if cfg.compile else model
+    step_model = cast(nn.Module, torch.compile(model)) if cfg.compile else model
     if ctx.distributed:
         step_model = DistributedDataParallel(step_model, device_ids=[ctx.device.index] if cuda else None)
     transform = BatchTransform(channel_matrix(cfg.channels), stats, channels_last=cuda)
@@ -347,7 +350,7 @@ def _train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, run: Fold
             log.info(f"{cfg.name} fold {run.fold}: no better validation macro-F1 for {cfg.patience} epochs, stopping")
             break
         t0 = time.time()
-        train_loader.dataset.reseed(int(torch.randint(2**31 - 1, ())))
+        cast(HpaDataset, train_loader.dataset).reseed(int(torch.randint(2**31 - 1, ())))
         if isinstance(train_loader.sampler, DistributedSampler):
             train_loader.sampler.set_epoch(epoch)
         elif isinstance(train_loader.sampler, WeightedRandomSampler):  # the epoch's draws, the same after a resume
@@ -367,6 +370,7 @@ def _train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, run: Fold
             }
             metrics["lr"] = engine.optimizer.param_groups[0]["lr"]
             log.info(f"{cfg.name} fold {run.fold} {epoch_summary(cfg, metrics)}")
+            assert tb is not None  # rank 0 writes TensorBoard events
             _end_of_epoch(run, engine, progress, metrics, tb)
         else:
             progress.epoch = epoch + 1

@@ -82,7 +82,7 @@ class WeightedLoss:
     terms: tuple[tuple[float, LossFn], ...]
 
     def __call__(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return sum(weight * loss(logits, target) for weight, loss in self.terms)
+        return torch.stack([weight * loss(logits, target) for weight, loss in self.terms]).sum()
 
 
 def _registered() -> str:

@@ -34,7 +34,7 @@ class SmpClassifier(nn.Module):
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),
             nn.Dropout(drop_rate),
-            nn.Linear(encoder.out_channels[-1], num_classes),
+            nn.Linear(int(encoder.out_channels[-1]), num_classes),  # type: ignore[index]
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
