@@ -6,7 +6,7 @@ and experiment at that size reuses it. ``python -m solution.cache`` builds
 it up front; ``load_images`` builds it on first use. In the cache folder:
 
     {split}-{size}px-{data}-{files}.npy         (N, size, size, 4) uint8, stains R, G, B, Y
-    {split}-{size}px-{data}-{files}.stats.json  per-stain mean and std over every pixel
+    {split}-{size}px-{data}-{files}.stats.json  the stains' mean and covariance over every pixel
     {split}-{size}px-{data}.partial.npy         a build in progress, filled chunk by chunk...
     {split}-{size}px-{data}.partial.json        ...and its finished chunks with their pixel sums
 

@@ -1,57 +1,25 @@
-"""Near-duplicate images: perceptual hashes, pairs within a Hamming distance, groups, group-aware folds.
+"""Near-duplicate images: perceptual hashes, pairs within a Hamming distance, groups.
 
-``python -m solution.duplicates --data DIR [--extra DIR2 ...]`` hashes the
-train and test images of DIR and the train images of each extra dataset
-(HPAv18), and writes ``folds/duplicates.csv`` (one row per pair) and
-``folds/duplicates_groups.csv`` (``Id,split,group`` for every image that has a
-twin). Duplicates must share a fold, or validation scores leak.
+Duplicates must share a fold, or validation scores leak. The hash has 64 bits per image and per flip/rotation:
+    1. Each stain is area-averaged to a 32x32 thumbnail, so a 512 px image and its 64 px copy agree.
+    2. Each thumbnail stain is centred and divided by its standard deviation (plus ``STD_FLOOR``, so a nearly
+       empty stain's noise keeps a small weight) and the four are summed: blind to brightness and contrast,
+       also per stain (HPAv18 and competition images were processed differently).
+    3. Bit ``8u + v`` is the sign of coefficient (u, v) of the plane's 8x8 lowest 2-D DCT-II frequencies,
+       which survive noise, JPEG and resampling (thresholding at zero, not the median, keeps step 4 exact).
+    4. The eight flips/rotations act on the DCT without recomputing it (a flip negates odd rows or columns of
+       coefficients, a transpose swaps them), so every image gets all eight hashes and two images are as far
+       apart as their closest orientations: no pair is lost to noise changing a "canonical" orientation.
 
-The hash (64 bits, one per image and per flip/rotation)
-    1. Each stain is reduced to a 32x32 thumbnail by area averaging, so the hash
-       of a 512 px image and of its 64 px copy agree.
-    2. Each thumbnail stain is centred and divided by its standard deviation
-       (plus ``STD_FLOOR`` grey levels, so that a nearly empty stain's noise is
-       not blown up to full weight), and the four are summed into one grey
-       plane. Centring and scaling per stain make the hash blind to brightness
-       and contrast changes, including different ones per stain (HPAv18 and
-       competition images were processed differently). All four stains are
-       used: on synthetic fields, green+blue alone let distinct fields come
-       3 bits closer (see below).
-    3. The 8x8 lowest frequencies of the plane's 2-D DCT-II are kept; bit
-       ``8u + v`` is set when coefficient (u, v) is positive. Low frequencies
-       survive noise, JPEG blocking and resampling. The plane is centred, so
-       the DC coefficient is zero and its bit is always 0: 63 bits carry
-       information. Thresholding at zero (rather than at the median, as the
-       classic pHash does) keeps step 4 exact.
-    4. The eight flips/rotations (dihedral group D4) of the thumbnail act on
-       the DCT without recomputing it: a left-right flip negates the
-       coefficients of odd v, an up-down flip those of odd u, a transpose
-       swaps u and v. So ``image_hashes`` returns all eight hashes of each
-       image, and two images are as far apart as the closest pair of their
-       orientations. Comparing all eight, instead of keeping one canonical
-       (e.g. the minimum) hash, never loses a pair because noise changed
-       which orientation is canonical.
+``DEFAULT_MAX_DISTANCE`` lies between the distance edits of one image reach and the distance distinct images
+keep (BENCHMARKS.md, "Duplicates"); a false pair only ties two images to one fold, a missed one leaks, so the
+bound errs high, and every pair's distance is written to tighten it afterwards.
 
-Distances measured on 400 synthetic 64 px fields: a flip or rotation moves the
-hash by 0 bits; brightness, contrast (also per stain), JPEG at quality 40,
-resizing, or Gaussian noise of sigma 6 by at most 6 (99% within 4); of the
-79,800 pairs of distinct fields none comes closer than 10 bits (7 with
-green+blue only). ``DEFAULT_MAX_DISTANCE = 8`` lies between. A false pair only
-ties two images to one fold, a missed one leaks, so the bound errs high; the
-distance of every pair is written, to tighten it afterwards. (Unrelated
-random hashes: about 20 chance pairs within 8 bits among 100,000 images.)
+Pair search is multi-index hashing: the bits are cut into ``BANDS`` bands; hashes within d bits agree within
+r_k bits in some band k when sum(r_k + 1) = d + 1 (pigeonhole), so each image probes, per band, the sorted
+table's buckets within r_k bits of its own, and a numba popcount checks the candidates.
 
-Pair search (multi-index hashing)
-    The 64 bits are cut into ``BANDS`` bands of 16. If two hashes differ in at
-    most d bits, then for band radii r_k with sum(r_k + 1) = d + 1 some band k
-    differs in at most r_k bits (pigeonhole). Every orientation of every image
-    goes into a sorted table per band; each image looks up, per band, the
-    buckets of all keys within r_k bits of its own and checks the candidates'
-    full distance with a popcount, in numba. For 100,000 images this touches a
-    few hundred million candidates instead of 5e9 pairs.
-
-Groups are the connected components of the pair graph, so a chain of near
-twins ends up in one group.
+Groups are the connected components of the pair graph.
 """
 
 from __future__ import annotations
