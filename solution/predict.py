@@ -30,3 +30,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg, folds, dataset = load_experiment(args)
         out = predict_experiment(cfg, folds, dataset, args.runs_dir, args.oof_dir, args.redo)
         log.info(f"wrote {out}/oof.parquet, test.parquet, manifest.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -47,3 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     with user_errors():
         options = StackOptions(args.features, args.blend, args.mean_below, args.seed, args.n_jobs)
         log.info(stack_experiments(args.experiments, args.oof_dir, args.folds_dir, args.data, options))
+
+
+if __name__ == "__main__":
+    main()

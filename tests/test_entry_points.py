@@ -44,7 +44,7 @@ def test_bad_inputs_exit_cleanly(tmp_path, tiny_dataset):
         ("solution.train", "--config", "missing.yaml"),
         ("solution.predict", "--config", "typo.yaml"),
         ("solution.stack",),
-        ("solution.scoring.thresholds",),
+        ("solution.thresholds",),
         ("solution.make_submission",),
         ("solution.make_submission", "--out", "sub.json"),
         ("solution.report",),

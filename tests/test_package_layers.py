@@ -82,6 +82,9 @@ def test_a_library_module_imports_only_the_layers_of_its_row(name):
 def test_a_command_has_a_main_and_imports_no_other_command(command):
     tree = ast.parse(MODULES[f"solution.{command}"].read_text())
     assert any(isinstance(n, ast.FunctionDef) and n.name == "main" for n in tree.body), f"{command} has no main()"
+    assert 'if __name__ == "__main__":\n    main()' in MODULES[f"solution.{command}"].read_text(), (
+        f"{command} never runs"
+    )
     others = {m for m in kit_imports(MODULES[f"solution.{command}"]) if layer_of(m) is None}
     assert not others, f"solution.{command} imports {others}"
 
