@@ -186,7 +186,7 @@ def test_a_refused_or_unanswered_upload_of_the_file_is_an_error_not_a_success(st
     stand_in.answers["PUT"] = put
     csv = a_pair()
     start = time.monotonic()
-    with pytest.raises(ArtifactError, match=said + ".*nothing was submitted") as failed:
+    with pytest.raises(ArtifactError, match="^nothing was submitted: .*" + said) as failed:
         send(csv, timeout=0.3)
     assert KEY not in str(failed.value)
     assert time.monotonic() - start < 3  # sent once: the client alone would retry ten times
@@ -309,6 +309,18 @@ def test_credentials_the_client_cannot_use_give_one_error_and_not_its_help(
         send(a_pair())
     assert KEY not in str(failed.value)
     assert printed(capsys) == "" and "CreateSubmission" not in stand_in.calls()  # no help text of the client
+
+
+def test_a_token_check_that_never_answers_ends_too(stand_in, monkeypatch):
+    monkeypatch.delenv("KAGGLE_USERNAME")
+    monkeypatch.delenv("KAGGLE_KEY")
+    monkeypatch.setenv("KAGGLE_API_TOKEN", KEY)
+    stand_in.answers["IntrospectToken"] = (0, SLEEP)
+    start = time.monotonic()
+    with pytest.raises(ArtifactError, match=r"Kaggle did not answer checking the access token within 0.3 s"):
+        send(a_pair(), timeout=0.3)
+    assert time.monotonic() - start < 3  # the import checks the token once already: two timeouts
+    assert stand_in.calls() == ["IntrospectToken", "IntrospectToken"]
 
 
 @pytest.mark.parametrize(

@@ -256,7 +256,7 @@ class Kaggle:
         with contextlib.redirect_stdout(io.StringIO()) as printed:
             done = self.api.competition_submit(str(path), message, self.competition, quiet=True)
         if done.message == self.api.COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE:
-            raise ArtifactError(f"{self._failed_upload(path, printed.getvalue())}; nothing was submitted")
+            raise ArtifactError(f"nothing was submitted: {self._failed_upload(path, printed.getvalue())}")
         _relay(printed.getvalue())
         return done.ref, done.message
 
