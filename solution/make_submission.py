@@ -1,9 +1,11 @@
-"""The submission CSV: ``python -m solution.make_submission [--source NAME] [--rule RULE] [--submit]``.
+"""The submission CSV: ``python -m solution.make_submission [--source NAME] [--rule RULE] [--submit [--wait]]``.
 
 Scores every candidate (experiments, blends, the stack) under every threshold
 rule with nested estimates, picks the best nested figure unless told, prints
 what it picked and why, writes ``submissions/<source>.csv`` and its ``.json``
-sidecar, and with ``--submit`` uploads it through the ``kaggle`` package. See
+sidecar, and with ``--submit`` uploads it through the ``kaggle`` client (with
+``--wait``, until Kaggle gives its public score). ``--status`` writes nothing
+new but lists the competition's latest submissions and their scores. See
 ``solution.ensemble.submission`` and ``solution.ensemble.upload``.
 """
 
@@ -14,9 +16,9 @@ import logging
 from pathlib import Path
 
 from solution.core.cli import add_data_args, add_oof_arg, user_errors
-from solution.core.registry import FRACTION, NON_NEGATIVE
+from solution.core.registry import FRACTION, NON_NEGATIVE, POSITIVE
+from solution.ensemble import upload
 from solution.ensemble.submission import check_pair, write_submission
-from solution.ensemble.upload import COMPETITION, submit
 from solution.scoring import thresholds
 
 log = logging.getLogger(__spec__.name)
@@ -45,11 +47,45 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="submission .csv (default: submissions/<picked source>.csv)")
     add_oof_arg(p)
     add_data_args(p)
-    p.add_argument("--submit", action="store_true", help="upload to Kaggle with the kaggle package")
+    add_kaggle_args(p)
+    return p
+
+
+def add_kaggle_args(p: argparse.ArgumentParser) -> None:
+    """The options of the upload (``--submit``) and of the look at its score (``--status``)."""
+    kaggle = p.add_mutually_exclusive_group()
+    kaggle.add_argument("--submit", action="store_true", help="upload the submission to Kaggle (the kaggle client)")
+    kaggle.add_argument(
+        "--status",
+        action="store_true",
+        help="write no submission: list the competition's latest submissions with status and public score, and "
+        "record the score of the newest uploaded one (or --out's) in its sidecar",
+    )
     p.add_argument("--dry-run", action="store_true", help="with --submit: say what would be sent, send nothing")
     p.add_argument("-m", "--message", default=None, help="Kaggle submission message (default: source, rule, nested F1)")
-    p.add_argument("--competition", default=COMPETITION, help="Kaggle competition slug")
-    return p
+    p.add_argument("--competition", default=upload.COMPETITION, help="Kaggle competition slug")
+    p.add_argument(
+        "--wait",
+        type=POSITIVE.arg_type(),
+        nargs="?",
+        const=upload.WAIT,
+        default=None,
+        metavar="SECONDS",
+        help=f"with --submit: wait for Kaggle's public score (up to {upload.WAIT:g} s, or SECONDS), print it and "
+        "record it in the sidecar",
+    )
+    p.add_argument(
+        "--poll-interval",
+        type=POSITIVE.arg_type(),
+        default=upload.POLL,
+        help="seconds between two looks at the score (--wait)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=POSITIVE.arg_type(),
+        default=upload.TIMEOUT,
+        help="seconds Kaggle has to answer each request (each is sent once)",
+    )
 
 
 def report(summary: dict, out: Path) -> None:
@@ -74,8 +110,14 @@ def report(summary: dict, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if args.wait is not None and not args.submit:
+        p.error("--wait needs --submit")
     with user_errors():
+        if args.status:
+            upload.status(args.competition, args.timeout, args.out)
+            return
         options = thresholds.RuleOptions(
             shrink=args.shrink, global_below=args.global_below, at_least_one=args.at_least_one
         )
@@ -89,7 +131,12 @@ def main(argv: list[str] | None = None) -> None:
                 args.message
                 or f"{summary['source']} {summary['rule']}: nested OOF macro-F1 {summary['nested_macro_f1']:.4f}"
             )
-            log.info(submit(out, message, args.competition, args.dry_run))
+            upload.submit(
+                out,
+                message,
+                args.competition,
+                upload.UploadOptions(args.timeout, args.wait, args.poll_interval, args.dry_run),
+            )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ and the nested one (cut-offs and blend weights fitted on four folds, scored on
 the fifth). The pick is the best nested figure unless ``--source`` / ``--rule``
 say otherwise. ``write_submission`` writes ``Id,Predicted`` with exactly the Ids
 and order of ``sample_submission.csv`` and a JSON sidecar (source, rule,
-cut-offs, estimates, labels per image), both only after every check passed.
+cut-offs, estimates, labels per image), both only after every check passed. An upload to Kaggle is
+recorded in the sidecar under ``kaggle`` (competition, submission ref, status, public score).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pandas as pd
 from solution.artifacts.oof import Aligned, list_experiments, load_aligned
 from solution.core.classes import NUM_CLASSES
 from solution.core.errors import ArtifactError, ConfigError
-from solution.core.fileio import atomic_path, file_hash, read_json
+from solution.core.fileio import atomic_path, atomic_write_json, file_hash, read_json
 from solution.core.tables import parse_target, read_rows, read_sample_submission
 from solution.core.workspace import STACK_NAME, SUBMISSIONS_DIR
 from solution.ensemble import blend, estimates
@@ -77,6 +78,30 @@ def check_pair(out: Path) -> dict[str, Any]:
     if not out.is_file() or file_hash(out) != summary.get("csv_sha256"):
         raise ArtifactError(f"{out} is not the file {out.with_suffix('.json')} describes: write it again")
     return summary
+
+
+def record_upload(out: Path, fields: dict[str, Any]) -> None:
+    """Merge ``fields`` (competition, ref, status, public score) into the ``kaggle`` record of the sidecar of
+    ``out``, rewritten atomically; refused when the sidecar no longer describes the CSV."""
+    summary = check_pair(out)
+    summary["kaggle"] = {**(summary.get("kaggle") or {}), **fields}
+    atomic_write_json(out.with_suffix(".json"), summary)
+
+
+def upload_record(out: Path, competition: str) -> dict[str, Any] | None:
+    """The record in the sidecar of ``out`` of its upload to ``competition``; None where it was not uploaded there."""
+    record = read_json(out.with_suffix(".json")).get("kaggle") or {}
+    return record if record.get("competition") == competition and record.get("ref") else None
+
+
+def latest_upload(folder: Path, competition: str) -> Path | None:
+    """The submission in ``folder`` whose sidecar records the latest upload to ``competition``; None if none does."""
+    uploads = [
+        (record["submitted_at"], csv)
+        for csv in sorted(folder.glob("*.csv"))
+        if csv.with_suffix(".json").is_file() and (record := upload_record(csv, competition))
+    ]
+    return max(uploads)[1] if uploads else None
 
 
 def load_candidates(oof_dir: Path, folds_dir: Path, data_dir: Path | None) -> tuple[Aligned, list[blend.Candidate]]:
