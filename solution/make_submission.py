@@ -15,10 +15,11 @@ import argparse
 import logging
 from pathlib import Path
 
+from solution.artifacts.submissions import Sidecar, read_sidecar
 from solution.core.cli import add_data_args, add_oof_arg, user_errors
 from solution.core.registry import FRACTION, NON_NEGATIVE, POSITIVE
 from solution.ensemble import upload
-from solution.ensemble.submission import check_pair, write_submission
+from solution.ensemble.submission import write_submission
 from solution.scoring import thresholds
 
 log = logging.getLogger(__spec__.name)
@@ -88,24 +89,24 @@ def add_kaggle_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def report(summary: dict, out: Path) -> None:
-    top = sorted(summary["estimates"], key=lambda r: -r["nested_macro_f1"])[:8]
+def report(sidecar: Sidecar, out: Path) -> None:
+    top = sorted(sidecar.estimates, key=lambda r: -r["nested_macro_f1"])[:8]
     heading = f"{'candidate':<20}{'rule':<8}{'in-sample':>11}{'nested':>9}"
-    log.info(f"{heading}   (OOF macro-F1; the best 8 of {len(summary['estimates'])})")
+    log.info(f"{heading}   (OOF macro-F1; the best 8 of {len(sidecar.estimates)})")
     for r in top:
         log.info(f"{r['candidate']:<20}{r['rule']:<8}{r['in_sample_macro_f1']:>11.4f}{r['nested_macro_f1']:>9.4f}")
     log.info(
-        f"picked {summary['source']} with rule {summary['rule']} ({summary['why']}): nested macro-F1 "
-        f"{summary['nested_macro_f1']:.4f}, in-sample {summary['oof_macro_f1']:.4f}"
+        f"picked {sidecar.source} with rule {sidecar.rule} ({sidecar.why}): nested macro-F1 "
+        f"{sidecar.nested_macro_f1:.4f}, in-sample {sidecar.oof_macro_f1:.4f}"
     )
     log.info(
-        f"submission: {out} ({summary['test_images']} images, {summary['mean_labels_per_test_image']:.2f} labels per "
-        f"image; training images carry {summary['mean_labels_per_train_image']:.2f})"
+        f"submission: {out} ({sidecar.test_images} images, {sidecar.mean_labels_per_test_image:.2f} labels per "
+        f"image; training images carry {sidecar.mean_labels_per_train_image:.2f})"
     )
-    if "test_macro_f1" in summary:
+    if sidecar.test_macro_f1 is not None:
         log.info(
-            f"synthetic test macro-F1 (hidden labels): {summary['test_macro_f1']:.4f}  (predicting the most "
-            f"frequent class for every image: {summary['test_macro_f1_most_frequent_class']:.4f})"
+            f"synthetic test macro-F1 (hidden labels): {sidecar.test_macro_f1:.4f}  (predicting the most "
+            f"frequent class for every image: {sidecar.test_macro_f1_most_frequent_class:.4f})"
         )
 
 
@@ -121,16 +122,14 @@ def main(argv: list[str] | None = None) -> None:
         options = thresholds.RuleOptions(
             shrink=args.shrink, global_below=args.global_below, at_least_one=args.at_least_one
         )
-        summary, out = write_submission(
+        sidecar, out = write_submission(
             args.out, args.oof_dir, args.folds_dir, args.data, options, args.source, args.rule
         )
-        report(summary, out)
+        report(sidecar, out)
         if args.submit:
-            check_pair(out)
-            message = (
-                args.message
-                or f"{summary['source']} {summary['rule']}: nested OOF macro-F1 {summary['nested_macro_f1']:.4f}"
-            )
+            read_sidecar(out)
+            default = f"{sidecar.source} {sidecar.rule}: nested OOF macro-F1 {sidecar.nested_macro_f1:.4f}"
+            message = args.message or default
             upload.submit(
                 out,
                 message,

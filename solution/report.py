@@ -12,9 +12,10 @@ import argparse
 import logging
 from pathlib import Path
 
+from solution.artifacts.submissions import newest_submission
 from solution.core.cli import add_data_args, add_oof_arg, user_errors
 from solution.core.workspace import REPORTS_DIR, RUNS_DIR, SUBMISSIONS_DIR
-from solution.reporting.page import newest_submission, write_report
+from solution.reporting.page import write_report
 
 log = logging.getLogger(__spec__.name)
 

@@ -8,6 +8,7 @@ import pytest
 
 from solution.artifacts.folds import Folds, FoldsMeta
 from solution.artifacts.oof import Manifest
+from solution.artifacts.submissions import Sidecar
 from solution.core.fileio import exclusive
 
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -113,3 +114,24 @@ def manifest_of(name: str, folds_hash: str = "abc") -> Manifest:
     return Manifest(
         name=name, kind="experiment", folds_hash=folds_hash, n_folds=2, data_dir=".", settings={}, provenance={}
     )
+
+
+def a_sidecar(**values) -> dict:
+    """A complete sidecar as the kit writes it, with ``values`` in it."""
+    base = Sidecar(
+        source="tiny_effnet",
+        rule="prior",
+        why="test",
+        options={},
+        weights=None,
+        folds_hash="h",
+        thresholds=[0.25] * 28,
+        oof_macro_f1=0.4,
+        nested_macro_f1=0.4321,
+        test_images=12,
+        test_images_without_label=0,
+        mean_labels_per_test_image=2.0,
+        mean_labels_per_train_image=1.6,
+        estimates=[],
+    )
+    return {**base.to_json(), **values}

@@ -14,6 +14,7 @@ from conftest import folds_of, manifest_of
 from solution import folds, make_submission, stack, train
 from solution.artifacts.folds import ensure_folds, read_folds
 from solution.artifacts.oof import probs_frame, read_predictions, write_predictions
+from solution.artifacts.submissions import Sidecar
 from solution.core.errors import ArtifactError, ConfigError, DatasetError
 from solution.core.fileio import atomic_write_text
 from solution.core.tables import read_labels_csv
@@ -90,7 +91,7 @@ def test_a_submission_and_a_sidecar_that_disagree_are_not_uploaded(trained, monk
     make_submission.main(["--source", "tiny_effnet"])
     csv = trained / "submissions" / "tiny_effnet.csv"
     csv.write_text(csv.read_text().replace("\n", "\r\n"))  # e.g. killed between the two renames
-    sidecar = json.loads(csv.with_suffix(".json").read_text())
+    sidecar = Sidecar.from_json(json.loads(csv.with_suffix(".json").read_text()), csv.with_suffix(".json"))
     monkeypatch.setattr(make_submission, "write_submission", lambda *a: (sidecar, csv))
     with pytest.raises(SystemExit, match="is not the file .*tiny_effnet.json describes"):
         make_submission.main(["--source", "tiny_effnet", "--submit"])

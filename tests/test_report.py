@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import a_sidecar
 
 from solution import report
+from solution.core.fileio import file_hash
 from solution.reporting.page import TITLES
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -28,14 +30,15 @@ def check_images(page: str) -> list[str]:
 
 
 def write_submission(name: str, labels: str, sidecar: dict | None) -> Path:
-    """A submission with every test image predicted ``labels``, and its sidecar unless None."""
+    """A submission with every test image predicted ``labels``, and ``sidecar`` beside it unless None (as JSON,
+    whatever it holds)."""
     data_dir = Path(json.loads(Path("folds/folds.json").read_text())["data_dir"])
     ids = pd.read_csv(data_dir / "sample_submission.csv")["Id"]
     path = Path("submissions") / f"{name}.csv"
     path.parent.mkdir(exist_ok=True)
     pd.DataFrame({"Id": ids, "Predicted": labels}).to_csv(path, index=False)
     if sidecar is not None:
-        path.with_suffix(".json").write_text(json.dumps(sidecar))
+        path.with_suffix(".json").write_text(json.dumps({**sidecar, "csv_sha256": file_hash(path)}))
     return path
 
 
@@ -60,9 +63,7 @@ def test_report_of_a_submission_shows_its_label_fractions(trained):
         {"candidate": "stack", "rule": "f1", "in_sample_macro_f1": 0.5, "nested_macro_f1": 0.1234},
         {"candidate": "tiny_effnet", "rule": "prior", "in_sample_macro_f1": 0.4, "nested_macro_f1": 0.4321},
     ]
-    sidecar = {"source": "tiny_effnet", "rule": "prior", "thresholds": [0.25] * 28, "oof_macro_f1": 0.4}
-    sidecar |= {"nested_macro_f1": 0.4321, "mean_labels_per_test_image": 2.0, "estimates": estimates}
-    write_submission("mine", "0 25", sidecar)
+    write_submission("mine", "0 25", a_sidecar(estimates=estimates))
     write_submission("no_sidecar", "1", None)  # newer, but without a sidecar: not the default
     page = run_report()
     check_images(page)
@@ -88,9 +89,14 @@ def test_report_notes_what_is_missing_instead_of_failing(trained):
     assert "skipped runs/old_effnet/fold1/history.csv: needs an epoch column" in page
     assert "tiny_effnet: no run folders in runs/" in page
     assert "<th>tiny_effnet</th>" in page and "<th>mean</th>" not in page
-    assert "the sidecar lacks rule, oof_macro_f1" in page and "names the unknown source &#x27;nope&#x27;" in page
-    assert "estimates&#x27; is not a list of rows" in page and "computed here" in page
-    assert "<td>0</td><td>Nucleoplasm</td><td>0.000</td>" in page
+    assert "bare.csv cannot be shown: " in page and "bare.json: lacks rule, why" in page and "computed here" in page
+
+
+def test_a_submission_its_sidecar_does_not_describe_is_noted(trained):
+    path = write_submission("edited", "0", a_sidecar())
+    path.write_text(path.read_text().replace(",0", ",1", 1))  # edited by hand after it was written
+    page = run_report("--submission", str(path))
+    assert "edited.csv cannot be shown: " in page and "is not the file" in page and "submission.png" not in page
 
 
 @pytest.mark.parametrize("missing, message", [("oof", "no predictions in oof/"), ("folds", "no folds in folds/")])

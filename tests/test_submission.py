@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from solution.artifacts import submissions as submission
 from solution.core.errors import KitError
-from solution.ensemble import submission
 
 
 def write_sample(path, ids):

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import manifest_of
+from conftest import a_sidecar, manifest_of
 
 from solution import folds, make_submission
 from solution.artifacts.oof import probs_frame, write_predictions
@@ -139,7 +139,7 @@ def a_pair(folder: Path = Path("submissions"), name: str = "sub") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     csv = folder / f"{name}.csv"
     csv.write_text("Id,Predicted\n00008af0,0 25\n0000a892,\n")
-    csv.with_suffix(".json").write_text(json.dumps({"source": "tiny_effnet", "csv_sha256": file_hash(csv)}))
+    csv.with_suffix(".json").write_text(json.dumps(a_sidecar(csv_sha256=file_hash(csv))))
     return csv
 
 
@@ -191,7 +191,7 @@ def test_a_refused_or_unanswered_upload_of_the_file_is_an_error_not_a_success(st
         send(csv, timeout=0.3)
     assert KEY not in str(failed.value)
     assert time.monotonic() - start < 3  # sent once: the client alone would retry ten times
-    assert stand_in.calls() == ["StartSubmissionUpload", "PUT"] and "kaggle" not in sidecar(csv)
+    assert stand_in.calls() == ["StartSubmissionUpload", "PUT"] and sidecar(csv).get("kaggle") is None
     assert "submitted" not in printed(capsys)
 
 
@@ -235,7 +235,7 @@ def test_each_answer_of_kaggle_gets_its_advice_with_kaggles_message(stand_in, ca
     start = time.monotonic()
     with pytest.raises(ArtifactError, match=said) as failed:
         send(csv, timeout=0.3)
-    assert time.monotonic() - start < 3 and "kaggle" not in sidecar(csv) and KEY not in str(failed.value)
+    assert time.monotonic() - start < 3 and sidecar(csv).get("kaggle") is None and KEY not in str(failed.value)
 
 
 def test_no_answer_at_all_is_a_connection_failure(stand_in, monkeypatch):
@@ -418,4 +418,4 @@ def test_dry_run_sends_nothing(tmp_path, capsys):
     setup_logging()
     csv = a_pair(tmp_path)
     upload.submit(csv, "m", SLUG, upload.UploadOptions(dry_run=True))
-    assert f"dry run: would submit {csv} (" in printed(capsys) and "kaggle" not in sidecar(csv)
+    assert f"dry run: would submit {csv} (" in printed(capsys) and sidecar(csv).get("kaggle") is None

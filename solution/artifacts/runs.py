@@ -31,6 +31,7 @@ from solution.core.ids import align, check_same_ids
 from solution.data.layout import Dataset
 
 FOLD_DIR = re.compile(r"fold(\d+)")
+HISTORY_FILE = "history.csv"
 METRIC_KEYS = ("val_macro_f1_at_0.5", "val_macro_f1_fitted", "val_loss")  # per fold, into the manifest
 
 
@@ -57,7 +58,7 @@ class FoldRun:
     best = property(lambda self: self.dir / "best.pt")  # the best epoch so far
     checkpoint = property(lambda self: self.dir / "checkpoint.pt")  # the best epoch's weights, once trained
     metrics = property(lambda self: self.dir / "metrics.json")  # written last: the fold is trained
-    history = property(lambda self: self.dir / "history.csv")  # one row per epoch
+    history = property(lambda self: self.dir / HISTORY_FILE)  # one row per epoch
     tensorboard = property(lambda self: self.dir / "tb")
     oof = property(lambda self: self.dir / "oof.parquet")  # TTA predictions of the fold's validation images
     test = property(lambda self: self.dir / "test.parquet")  # ... and of the test images

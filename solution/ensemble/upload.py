@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from solution.artifacts.submissions import check_out, latest_upload, record_upload, upload_record
 from solution.core.errors import ArtifactError, ConfigError
 from solution.core.fileio import file_hash
 from solution.core.workspace import SUBMISSIONS_DIR
-from solution.ensemble.submission import check_out, latest_upload, record_upload, upload_record
 
 if TYPE_CHECKING:
     import requests

@@ -29,10 +29,11 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, PercentFormatter
 
 from solution.artifacts.oof import Aligned
+from solution.artifacts.runs import HISTORY_FILE, experiment_folds
+from solution.artifacts.submissions import Submission, read_submission, sidecar_path
 from solution.core.classes import CLASS_NAMES, NUM_CLASSES
-from solution.core.errors import ArtifactError, KitError
-from solution.core.fileio import atomic_path, atomic_write_text, file_hash, read_json
-from solution.core.tables import parse_target, read_rows
+from solution.core.errors import ArtifactError
+from solution.core.fileio import atomic_path, atomic_write_text
 from solution.core.workspace import STACK_NAME
 from solution.ensemble.blend import Candidate
 from solution.ensemble.estimates import COLUMNS as ESTIMATE_COLUMNS
@@ -51,8 +52,6 @@ TITLES = (
 )
 HISTORY_COLUMNS = ("val_macro_f1_fitted", "train_loss", "val_loss")
 SIDECAR_SUMMARY = ("source", "rule", "oof_macro_f1", "nested_macro_f1", "mean_labels_per_test_image")
-ESTIMATE_KEYS = ("candidate", "rule", "in_sample_macro_f1", "nested_macro_f1")
-FOLD_DIR = re.compile(r"fold(\d+)")
 
 Fits = dict[str, tuple[np.ndarray, np.ndarray]]  # candidate name -> (F1-fitted cut-offs, in-sample per-class F1)
 
@@ -66,17 +65,6 @@ class Section:
     figures: list[tuple[str, Figure]] = field(default_factory=list)
     table: str = ""
     notes: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Submission:
-    """A submission's 0/1 rows (None when the CSV is unreadable) and its sidecar ({} when there is none)."""
-
-    path: Path
-    ids: list[str]
-    pred: np.ndarray | None
-    sidecar: dict[str, Any]
-    notes: list[str]
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -99,51 +87,6 @@ def _table(header: list[str], rows: list[list[str]], row_classes: list[str] | No
 def _class_rows(*columns: np.ndarray, digits: int = 3) -> list[list[str]]:
     """One row per class: index, name, then each column's value."""
     return [[str(c), CLASS_NAMES[c], *(f"{col[c]:.{digits}f}" for col in columns)] for c in range(NUM_CLASSES)]
-
-
-def newest_submission(folder: Path) -> Path | None:
-    """The most recently written ``*.csv`` in ``folder`` that has a ``.json`` sidecar beside it, if any."""
-    pairs = [p for p in folder.glob("*.csv") if p.with_suffix(".json").is_file()] if folder.is_dir() else []
-    return max(pairs, key=lambda p: (p.stat().st_mtime, p.name), default=None)
-
-
-def _read_sidecar(csv_path: Path, notes: list[str]) -> dict[str, Any]:
-    path = csv_path.with_suffix(".json")
-    if not path.is_file():
-        notes.append(f"no sidecar {path}: the submitted candidate, rule and cut-offs are unknown")
-        return {}
-    try:
-        sidecar = read_json(path)
-    except ArtifactError as exc:
-        notes.append(str(exc))
-        return {}
-    if not isinstance(sidecar, dict):
-        notes.append(f"{path}: expected a JSON object, got {type(sidecar).__name__}")
-        return {}
-    return sidecar
-
-
-def read_submission(path: Path) -> Submission:
-    """Read a submission CSV (``Id,Predicted``, space-separated labels, empty allowed) and its sidecar.
-
-    A missing file is an error (it was asked for); an unreadable one becomes a note on the page.
-    """
-    if not path.is_file():
-        raise ArtifactError(f"missing submission file: {path}")
-    notes: list[str] = []
-    sidecar = _read_sidecar(path, notes)
-    try:
-        rows = read_rows(path, ("Id", "Predicted"))
-        pred = np.zeros((len(rows), NUM_CLASSES), dtype=np.uint8)
-        for i, (line, _, text) in enumerate(rows):
-            if text:
-                pred[i, parse_target(text, f"{path}:{line}")] = 1
-    except KitError as exc:
-        notes.append(f"{path} could not be read: {exc}")
-        return Submission(path, [], None, sidecar, notes)
-    if sidecar.get("csv_sha256") not in (None, file_hash(path)):
-        notes.append(f"{path.with_suffix('.json')} was written for another version of {path} (its hash differs)")
-    return Submission(path, [r[1] for r in rows], pred, sidecar, notes)
 
 
 def f1_section(fits: Fits, labels: np.ndarray) -> Section:
@@ -171,30 +114,14 @@ def f1_section(fits: Fits, labels: np.ndarray) -> Section:
     )
 
 
-def _valid_cutoffs(value: Any) -> np.ndarray | None:
-    """The sidecar's cut-offs when they are one finite number per class."""
-    try:
-        cutoffs = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        return None
-    return cutoffs if cutoffs.shape == (NUM_CLASSES,) and np.isfinite(cutoffs).all() else None
-
-
 def _shown_cutoffs(fits: Fits, sub: Submission | None) -> tuple[np.ndarray, str, list[str]]:
     """(cut-offs, what they are, notes): the submitted ones where the sidecar allows, else a fitted candidate's."""
     best = max(fits, key=lambda name: fits[name][1].mean())
     fallback = f"the F1-fitted cut-offs of {best}, the best candidate by in-sample macro-F1"
     if sub is None:
         return fits[best][0], f"no submission: {fallback}", []
-    source, rule = sub.sidecar.get("source"), sub.sidecar.get("rule", "not recorded")
-    submitted = _valid_cutoffs(sub.sidecar.get("thresholds"))
-    if submitted is not None:
-        return submitted, f"the submitted cut-offs of {source or 'an unnamed source'} (rule {rule})", []
-    note = f"the sidecar holds no 'thresholds' of {NUM_CLASSES} numbers"
-    if isinstance(source, str) and source in fits:
-        return fits[source][0], f"the F1-fitted cut-offs of {source}, the submitted candidate", [note]
-    named = f"names the unknown source {source!r}" if source else "names no 'source'"
-    return fits[best][0], fallback, [note, f"the sidecar {named} (candidates here: {', '.join(fits)})"]
+    cutoffs = np.asarray(sub.sidecar.thresholds, dtype=np.float64)
+    return cutoffs, f"the submitted cut-offs of {sub.sidecar.source} (rule {sub.sidecar.rule})", []
 
 
 def cutoff_section(fits: Fits, labels: np.ndarray, sub: Submission | None) -> Section:
@@ -237,13 +164,12 @@ def _read_history(path: Path) -> pd.DataFrame:
     return frame.apply(pd.to_numeric, errors="coerce")
 
 
-def read_histories(exp_dir: Path, notes: list[str]) -> dict[int, pd.DataFrame]:
+def read_histories(runs_dir: Path, experiment: str, notes: list[str]) -> dict[int, pd.DataFrame]:
     """Each fold's ``history.csv`` under ``runs/<experiment>/fold<k>/``; what is missing or unreadable is noted."""
-    folds = sorted((int(m[1]), p) for p in exp_dir.iterdir() if p.is_dir() and (m := FOLD_DIR.fullmatch(p.name)))
     histories = {}
-    for k, fold_dir in folds:
+    for k, fold_dir in experiment_folds(runs_dir, experiment).items():
         try:
-            histories[k] = _read_history(fold_dir / "history.csv")
+            histories[k] = _read_history(fold_dir / HISTORY_FILE)
         except ArtifactError as exc:
             notes.append(f"skipped {exc}")
     return histories
@@ -278,7 +204,7 @@ def curves_section(runs_dir: Path, experiments: list[str]) -> Section:
     )
     exp_dirs = sorted(p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []
     for exp_dir in exp_dirs:
-        histories = read_histories(exp_dir, section.notes)
+        histories = read_histories(runs_dir, exp_dir.name, section.notes)
         if histories:
             slug = re.sub(r"[^A-Za-z0-9_.-]", "_", exp_dir.name)
             section.figures.append((f"curves_{slug}.png", _curves_figure(exp_dir.name, histories)))
@@ -311,33 +237,15 @@ def fold_section(labels: np.ndarray, fold: np.ndarray) -> Section:
     return Section(TITLES[3], caption, [("fold_prevalence.png", fig)], table)
 
 
-def _sidecar_estimates(sidecar: dict[str, Any]) -> pd.DataFrame:
-    rows = sidecar.get("estimates")
-    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
-        raise ArtifactError("the sidecar's 'estimates' is not a list of rows")
-    table = pd.DataFrame(rows)
-    missing = [k for k in ESTIMATE_KEYS if k not in table]
-    if missing:
-        raise ArtifactError(f"the sidecar's estimates lack {', '.join(missing)}")
-    numbers = [c for c in ESTIMATE_COLUMNS[2:] if c in table]
-    table[numbers] = table[numbers].apply(pd.to_numeric, errors="coerce")
-    if table[["in_sample_macro_f1", "nested_macro_f1"]].isna().any().any():
-        raise ArtifactError("the sidecar's estimates hold macro-F1 values that are not numbers")
-    return table[[c for c in ESTIMATE_COLUMNS if c in table]]
-
-
 def _estimates(
     cands: list[Candidate], labels: np.ndarray, fold: np.ndarray, sub: Submission | None
 ) -> tuple[pd.DataFrame, str, list[str]]:
     """(table, where it came from, notes): the sidecar's estimates when it has usable ones, else computed here."""
-    computed = "computed here with solution.ensemble.estimates.estimate_table (default rule options)"
-    if sub is None or "estimates" not in sub.sidecar:
-        reason = "no submission" if sub is None else "the sidecar holds none"
-        return estimate_table(cands, labels, fold), f"{computed}: {reason}", []
-    try:
-        return _sidecar_estimates(sub.sidecar), f"from {sub.path.with_suffix('.json')}", []
-    except ArtifactError as exc:
-        return estimate_table(cands, labels, fold), computed, [str(exc)]
+    if sub is None:
+        computed = "computed here with solution.ensemble.estimates.estimate_table (default rule options)"
+        return estimate_table(cands, labels, fold), f"{computed}: no submission", []
+    table = pd.DataFrame(sub.sidecar.estimates)
+    return table[[c for c in ESTIMATE_COLUMNS if c in table]], f"from {sidecar_path(sub.path)}", []
 
 
 def _cell(value: Any) -> str:
@@ -370,7 +278,7 @@ def estimates_section(cands: list[Candidate], labels: np.ndarray, fold: np.ndarr
     table, origin, notes = _estimates(cands, labels, fold, sub)
     table = table.reset_index(drop=True)
     best = _best_row(table)
-    submitted = (sub.sidecar.get("source"), sub.sidecar.get("rule")) if sub else (None, None)
+    submitted = (sub.sidecar.source, sub.sidecar.rule) if sub else (None, None)
     rows = [[_cell(v) for v in row] for row in table.itertuples(index=False)]
     pairs = enumerate(zip(table["candidate"], table["rule"]))
     classes = [" ".join(["best"] * (i == best) + ["submitted"] * (pair == submitted)) for i, pair in pairs]
@@ -380,7 +288,7 @@ def estimates_section(cands: list[Candidate], labels: np.ndarray, fold: np.ndarr
         "weights) fitted on the same OOF rows they score; nested: fitted on the other folds and scored on each "
         "fold, then averaged over folds. The best nested row is highlighted "
         f"({best_row['candidate']} / {best_row['rule']}: {best_row['nested_macro_f1']:.4f})"
-        + ("; the submitted pair is in bold." if sub and sub.sidecar.get("rule") else ".")
+        + ("; the submitted pair is in bold." if sub else ".")
     )
     return Section(
         TITLES[4],
@@ -409,27 +317,22 @@ def _submission_figure(
     return fig
 
 
-def _sidecar_summary(sub: Submission) -> tuple[str, list[str]]:
-    present = [k for k in SIDECAR_SUMMARY if k in sub.sidecar]
-    missing = [k for k in SIDECAR_SUMMARY if k not in sub.sidecar]
-    rows = [[k, _cell(sub.sidecar[k])] for k in present]
-    notes = [f"the sidecar lacks {', '.join(missing)}"] if sub.sidecar and missing else []
-    return (_table(["sidecar", "value"], rows) if rows else ""), notes
+def _sidecar_summary(sub: Submission) -> str:
+    return _table(["sidecar", "value"], [[k, _cell(getattr(sub.sidecar, k))] for k in SIDECAR_SUMMARY])
 
 
-def submission_section(sub: Submission | None, labels: np.ndarray, test_ids: list[str]) -> Section:
+def submission_section(
+    sub: Submission | None, unusable: str | None, labels: np.ndarray, test_ids: list[str]
+) -> Section:
     section = Section(TITLES[5])
     if sub is None:
         section.notes.append(
-            "No submission: none in submissions/ with a .json sidecar beside it. Write one with "
+            unusable
+            or "No submission: none in submissions/ with a .json sidecar beside it. Write one with "
             "python -m solution.make_submission, or pass --submission PATH."
         )
         return section
-    summary, summary_notes = _sidecar_summary(sub)
-    section.notes += sub.notes + summary_notes
-    if sub.pred is None:
-        section.table = summary
-        return section
+    summary = _sidecar_summary(sub)
     if sub.ids != test_ids:
         section.notes.append(f"{sub.path}: its Ids are not those of sample_submission.csv in its order")
     sub_rate, train_rate = sub.pred.mean(axis=0), labels.mean(axis=0)
@@ -487,12 +390,25 @@ def _intro(aligned: Aligned, oof_dir: Path, sub: Submission | None) -> str:
     return "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>"
 
 
+def _usable_submission(path: Path | None) -> tuple[Submission | None, str | None]:
+    """The submission and its sidecar, or None and why it cannot be shown; a path that is not there is an error
+    (it was asked for)."""
+    if path is None:
+        return None, None
+    if not path.is_file():
+        raise ArtifactError(f"missing submission file: {path}")
+    try:
+        return read_submission(path), None
+    except ArtifactError as exc:
+        return None, f"{path} cannot be shown: {exc}"
+
+
 def write_report(
     oof_dir: Path, folds_dir: Path, data_dir: Path | None, runs_dir: Path, submission: Path | None, out_dir: Path
 ) -> Path:
     """Write ``out_dir/index.html`` and its PNGs; returns the page's path."""
     aligned, cands = load_candidates(oof_dir, folds_dir, data_dir)
-    sub = read_submission(submission) if submission is not None else None
+    sub, unusable = _usable_submission(submission)
     labels, fold = aligned.labels, aligned.folds.fold
     fits = {c.name: thresholds.fit_with_scores(c.oof, labels) for c in cands}
     experiments = [p.name for p in aligned.preds if p.name != STACK_NAME]
@@ -502,7 +418,7 @@ def write_report(
         curves_section(runs_dir, experiments),
         fold_section(labels, fold),
         estimates_section(cands, labels, fold, sub),
-        submission_section(sub, labels, aligned.dataset.test_ids),
+        submission_section(sub, unusable, labels, aligned.dataset.test_ids),
     ]
     for section in sections:
         for name, fig in section.figures:
