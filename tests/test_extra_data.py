@@ -73,7 +73,14 @@ def test_duplicates_land_in_one_fold_and_changed_groups_need_force(tiny_dataset,
     for n, source in enumerate(ids[:6]):
         plant_twin(tiny_dataset, source, f"twin{n}")
     duplicates.main(["--data", str(tiny_dataset), "--size", "32"])
-    folds.main(["--data", str(tiny_dataset)])
+    with pytest.raises(
+        SystemExit,
+        match="fold sizes .* more than --max-fold-imbalance 0.1; the largest duplicate "
+        "group holds 2 training images .* allow more with --max-fold-imbalance",
+    ):
+        folds.main(["--data", str(tiny_dataset)])  # 40 groups of 46 images: the splitter balances groups
+    assert not (tmp_path / "folds" / "folds.csv").exists()
+    folds.main(["--data", str(tiny_dataset), "--max-fold-imbalance", "1"])
     table = pd.read_csv(tmp_path / "folds" / "folds.csv", dtype={"Id": str}).set_index("Id")
     assert "group" in table.columns
     for n, source in enumerate(ids[:6]):
@@ -83,4 +90,4 @@ def test_duplicates_land_in_one_fold_and_changed_groups_need_force(tiny_dataset,
     groups = tmp_path / "folds" / "duplicates_groups.csv"
     groups.write_text("".join(line for line in groups.open() if "twin0" not in line))  # other groups now
     with pytest.raises(SystemExit, match="holds folds with duplicates .* pass --force"):
-        folds.main(["--data", str(tiny_dataset)])
+        folds.main(["--data", str(tiny_dataset), "--max-fold-imbalance", "1"])
