@@ -117,11 +117,12 @@ def test_folds_hash_covers_the_extra_data_and_a_changed_extra_is_refused(tiny_da
         loop.open_extras(read_folds(tmp_path / "with"))
 
 
-def plant_twin(dataset, source_id: str, twin_id: str) -> None:
-    """A rotated, brightened copy of a training image under a new Id, with the same labels."""
+def plant_twin(dataset, source_id: str, twin_id: str, turns: int = 1, flip: bool = False, brighten: int = 10) -> None:
+    """A rotated (flipped), brightened copy of a training image under a new Id, with the same labels."""
     for stain in ("red", "green", "blue", "yellow"):
         img = cv2.imread(str(dataset / "train" / f"{source_id}_{stain}.png"), cv2.IMREAD_UNCHANGED)
-        twin = np.clip(np.rot90(img).astype(int) + 10, 0, 255).astype(np.uint8)
+        turned = np.rot90(img[::-1] if flip else img, turns)
+        twin = np.clip(turned.astype(int) + brighten, 0, 255).astype(np.uint8)
         cv2.imwrite(str(dataset / "train" / f"{twin_id}_{stain}.png"), twin)
     lines = (dataset / "train.csv").read_text().splitlines()
     target = next(line.split(",")[1] for line in lines if line.startswith(source_id))
@@ -134,14 +135,7 @@ def test_duplicates_land_in_one_fold_and_changed_groups_need_force(tiny_dataset,
     for n, source in enumerate(ids[:6]):
         plant_twin(tiny_dataset, source, f"twin{n}")
     duplicates.main(["--data", str(tiny_dataset), "--size", "32"])
-    with pytest.raises(
-        SystemExit,
-        match="fold sizes .* more than --max-fold-imbalance 0.1; the largest duplicate "
-        "group holds 2 training images .* allow more with --max-fold-imbalance",
-    ):
-        folds.main(["--data", str(tiny_dataset)])  # 40 groups of 46 images: the splitter balances groups
-    assert not (tmp_path / "folds" / "folds.csv").exists()
-    folds.main(["--data", str(tiny_dataset), "--max-fold-imbalance", "1"])
+    folds.main(["--data", str(tiny_dataset)])
     table = pd.read_csv(tmp_path / "folds" / "folds.csv", dtype={"Id": str}).set_index("Id")
     assert "group" in table.columns
     for n, source in enumerate(ids[:6]):
@@ -151,7 +145,7 @@ def test_duplicates_land_in_one_fold_and_changed_groups_need_force(tiny_dataset,
     groups = tmp_path / "folds" / "duplicates_groups.csv"
     groups.write_text("".join(line for line in groups.open() if "twin0" not in line))  # other groups now
     with pytest.raises(SystemExit, match="holds folds with duplicates .* pass --force"):
-        folds.main(["--data", str(tiny_dataset), "--max-fold-imbalance", "1"])
+        folds.main(["--data", str(tiny_dataset)])
 
 
 def test_train_folds_passes_extra_conflicts_to_the_folds(tiny_dataset, extra_dir, tmp_path):
@@ -160,3 +154,20 @@ def test_train_folds_passes_extra_conflicts_to_the_folds(tiny_dataset, extra_dir
     cmd = ["bash", str(script), "--data", str(tiny_dataset), "--extra", str(extra_dir), "--extra-conflicts", "nope"]
     result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "argument --extra-conflicts: invalid choice: 'nope'" in result.stderr
+
+
+def test_folds_stop_naming_a_group_that_unbalances_them(tiny_dataset, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    source = pd.read_csv(tiny_dataset / "train.csv", dtype={"Id": str})["Id"][0]
+    for n in range(14):  # 14 copies of one image, all twins of one another: one group of 15 in one fold
+        plant_twin(tiny_dataset, source, f"copy{n}", turns=n % 4, flip=n >= 4, brighten=5 * (n % 3))
+    duplicates.main(["--data", str(tiny_dataset), "--size", "32"])
+    with pytest.raises(
+        SystemExit,
+        match="error: fold sizes .* % above the smallest, more than --max-fold-imbalance 0.1; the largest duplicate "
+        r"group holds 15 training images \(group 0, e.g. .*\).* allow more with --max-fold-imbalance",
+    ):
+        folds.main(["--data", str(tiny_dataset)])
+    assert not (tmp_path / "folds" / "folds.csv").exists()
+    folds.main(["--data", str(tiny_dataset), "--max-fold-imbalance", "3"])
+    assert "fold sizes: " in capsys.readouterr().out
