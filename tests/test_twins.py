@@ -160,3 +160,11 @@ def test_oof_twins_count_only_on_the_training_side_of_the_fold():
         "oof_nested_macro_f1_plain": pytest.approx(macro_f1(labels, nested)),
         "oof_nested_macro_f1_transferred": pytest.approx(macro_f1(labels, transferred)),
     }
+
+
+def test_twin_options_without_duplicates_say_what_to_run(trained):
+    with pytest.raises(SystemExit, match=r"error: missing file: folds/duplicates.json \(made by `python -m solution"):
+        make_submission.main(["--source", "tiny_effnet", "--twins", "transfer"])
+    with pytest.raises(SystemExit, match=r"error: missing file: folds/duplicates_groups.csv \(made by `python -m"):
+        make_submission.main(["--source", "tiny_effnet", "--average-test-twins"])
+    assert not (trained / "submissions" / "tiny_effnet.csv").exists()  # nothing written before the error

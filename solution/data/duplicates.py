@@ -169,7 +169,7 @@ def image_fingerprints(images: np.ndarray, batch: int = 4096) -> Fingerprints:
 
 def stain_correlations(check: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(P,) float32 correlation of each pair (a[p], b[p]) of ``check`` rows, in b's best orientation."""
-    n_stains = check.shape[1] // len(_CHECK_U) if len(check) else 0
+    n_stains = check.shape[1] // len(_CHECK_U)
     out = np.empty(len(a), np.float32)
     for start in range(0, len(a), PAIR_CHUNK):
         rows = slice(start, start + PAIR_CHUNK)
@@ -268,7 +268,7 @@ def find_pairs(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs (i, j, distance), i < j, of images whose hashes lie within ``max_distance`` bits.
 
-    ``hashes`` is (N, K) uint64 as from ``image_hashes`` (K orientations; K = 1 compares the
+    ``hashes`` is (N, K) uint64 as ``image_fingerprints`` gives (K orientations; K = 1 compares the
     hashes as they are). The distance of a pair is the smallest over the orientations of j.
     Sorted by i, then j.
     """
@@ -329,7 +329,7 @@ class Images:
     labelled: np.ndarray
 
 
-def sources(data: Dataset, extras: Sequence[Dataset]) -> list[tuple[str, Dataset, str]]:
+def _sources(data: Dataset, extras: Sequence[Dataset]) -> list[tuple[str, Dataset, str]]:
     """(split name, dataset, split) of every image set: train and test of ``data``, train of each extra (named
     by its folder)."""
     found = [("train", data, "train"), ("test", data, "test")] + [(ds.root.name, ds, "train") for ds in extras]
@@ -349,7 +349,7 @@ def _resized(images: np.ndarray, size: int, batch: int) -> Iterator[np.ndarray]:
         yield np.stack([cv2.resize(np.asarray(im), (size, size), interpolation=cv2.INTER_AREA) for im in part])
 
 
-def split_fingerprints(ds: Dataset, split: str, ids: list[str], size: int) -> Fingerprints:
+def _split_fingerprints(ds: Dataset, split: str, ids: list[str], size: int) -> Fingerprints:
     """The fingerprints of one split's images at ``size``: from a complete cache of that or a larger size (its
     images resized, none decoded again) when there is one, else from the cache at ``size``, built if needed."""
     found = find_cache(ds, split, ids, size)
@@ -364,7 +364,7 @@ def split_fingerprints(ds: Dataset, split: str, ids: list[str], size: int) -> Fi
 def load_fingerprints(data: Dataset, extras: Sequence[Dataset], size: int) -> tuple[Images, Fingerprints]:
     """The images of ``data`` (train, test) and of each extra (train), and their fingerprints."""
     ids, splits, labels, labelled, prints = [], [], [], [], []
-    for name, ds, split in sources(data, extras):
+    for name, ds, split in _sources(data, extras):
         split_ids = ds.ids_of(split)
         ids += split_ids
         splits += [name] * len(split_ids)
@@ -373,7 +373,7 @@ def load_fingerprints(data: Dataset, extras: Sequence[Dataset], size: int) -> tu
             ds.train_labels if has_labels else np.zeros((len(split_ids), data.train_labels.shape[1]), np.uint8)
         )
         labelled.append(np.full(len(split_ids), has_labels))
-        prints.append(split_fingerprints(ds, split, split_ids, size))
+        prints.append(_split_fingerprints(ds, split, split_ids, size))
     images = Images(
         np.array(ids, dtype=object), np.array(splits, dtype=object), np.concatenate(labels), np.concatenate(labelled)
     )

@@ -128,7 +128,8 @@ def choose(
     told = " and ".join(f"{what} {value}" for what, value in (("--source", source), ("--rule", rule)) if value)
     variants = {v.name: v for v in estimates.rule_variants(rules, options)}
     why = f"the best nested macro-F1 of {len(pool)} candidates x {len(variants)} rules"
-    why = f"as told by {told}; {why}" if told else why
+    if told:  # what is left to pick, variants of a rule told included
+        why = f"as told by {told}" + (f"; {why}" if len(pool) * len(variants) > 1 else "")
     return Choice(by_name[row["candidate"]], variants[row["rule"]], row, table, why)
 
 
