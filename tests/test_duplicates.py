@@ -138,7 +138,7 @@ def spliced(low: np.ndarray, high: np.ndarray) -> np.ndarray:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def test_the_stain_check_rejects_chance_pairs_and_groups_never_chain():
+def test_the_stain_check_rejects_chance_pairs_and_copies_make_one_group():
     source, other, third = (render_field([0], 32, np.random.default_rng((4, i))) for i in range(3))
     images = np.stack(
         [
