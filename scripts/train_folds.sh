@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: scripts/train_folds.sh [--data DIR] [--extra DIR2 ...] [--jobs N] [CONFIG ...]
+# Usage: scripts/train_folds.sh [--data DIR] [--extra DIR2 ... [--extra-conflicts drop|keep]] [--jobs N] [CONFIG ...]
 #
 # Trains every CONFIG (default: the kit's configs/demo/*.yaml) on every fold and assembles
 # oof/<experiment>/{oof,test}.parquet and manifest.json. Outputs (folds/, runs/, oof/, cache/)
@@ -9,6 +9,8 @@
 # from its last epoch, so the script can simply be run again.
 #   --extra DIR2      an extra training dataset (train.csv and train/, e.g. HPAv18 from
 #                     python -m solution.external): on the training side of every fold, never validated
+#   --extra-conflicts drop|keep   an extra image whose twin in train.csv (folds/duplicates.csv) carries
+#                     other labels leaves training (drop, the default) or stays (keep)
 #   --jobs N          train N folds at once, one process each: each gets its own GPU (from
 #                     CUDA_VISIBLE_DEVICES, or all that torch sees) or, without GPUs, its share of the cores
 #   NPROC_PER_NODE=N  (environment) train each fold on N GPUs (or N CPU processes) through torchrun and DDP
@@ -18,6 +20,7 @@ if [[ -z "${VIRTUAL_ENV:-}" && -x "$kit/.venv/bin/python" ]]; then export PATH="
 
 data=""
 extra=()
+conflicts=drop
 jobs=1
 configs=()
 while [[ $# -gt 0 ]]; do
@@ -26,6 +29,8 @@ while [[ $# -gt 0 ]]; do
         --data=*) data="${1#--data=}"; shift ;;
         --extra) extra+=("${2:?--extra needs a directory}"); shift 2 ;;
         --extra=*) extra+=("${1#--extra=}"); shift ;;
+        --extra-conflicts) conflicts="${2:?--extra-conflicts needs drop or keep}"; shift 2 ;;
+        --extra-conflicts=*) conflicts="${1#--extra-conflicts=}"; shift ;;
         --jobs) jobs="${2:?--jobs needs a number}"; shift 2 ;;
         --jobs=*) jobs="${1#--jobs=}"; shift ;;
         -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
@@ -72,7 +77,7 @@ train_parallel() {
 }
 
 if [[ ${#extra[@]} -gt 0 ]]; then
-    python -m solution.folds --data "$data" --extra "${extra[@]}"
+    python -m solution.folds --data "$data" --extra "${extra[@]}" --extra-conflicts "$conflicts"
 else
     python -m solution.folds --data "$data"
 fi

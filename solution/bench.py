@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from solution.benchmarks import data_cache, data_hash, stack, thresholds, train
+from solution.benchmarks import data_cache, data_groups, data_hash, stack, thresholds, train
 from solution.core.cli import user_errors
 
 BENCHES: dict[str, tuple[Callable[[], dict[str, float]], ...]] = {
     "train": (train.run,),
     "data": (data_cache.run, data_hash.run),
+    "duplicates": (data_groups.run,),
     "thresholds": (thresholds.run,),
     "stack": (stack.run,),
 }

@@ -163,3 +163,30 @@ def test_options_reach_every_fit_and_prediction():
         cutoffs = thresholds.fit_rule("f1", thresholds.RuleInput(oofs[0][~held], y[~held], tests[0]), options)
         scores.append(macro_f1(y[held], thresholds.apply(oofs[0][held], cutoffs, at_least_one=True)))
     assert row["nested_macro_f1"] == pytest.approx(np.mean(scores))
+
+
+def test_bagged_and_given_rates_variants_sit_beside_the_plain_rules():
+    y, oofs, tests, fold = noise(6, n=100, c=3)
+    cand = Candidate("a", oofs[0], tests[0])
+    rates = (0.5, 0.0, 1.0)
+    options = RuleOptions(global_below=2, bag=3, prior_rates=rates)
+    table = estimates.estimate_table([cand], y, fold, ("f1", "prior"), options)
+    assert table["rule"].tolist() == ["f1", "f1+bag3", "prior", "prior+bag3", "prior+rates"]
+    plain = estimates.estimate_table([cand], y, fold, ("f1", "prior"), RuleOptions(global_below=2))
+    assert table.set_index("rule").loc[["f1", "prior"]].equals(plain.set_index("rule"))
+    variants = {v.name: v for v in estimates.rule_variants(("f1", "prior"), options)}
+    assert variants["f1+bag3"].options == RuleOptions(global_below=2, bag=3)
+    assert variants["prior+rates"].options == RuleOptions(global_below=2, prior_rates=rates)
+    for name in ("f1+bag3", "prior+rates"):  # each scored by its own fits, on the other folds only
+        v = variants[name]
+        pred = estimates.nested_prediction(cand, y, fold, v)
+        scores = [macro_f1(y[fold == k], pred[fold == k]) for k in range(5)]
+        row = table.set_index("rule").loc[name]
+        assert row["nested_macro_f1"] == pytest.approx(np.mean(scores))
+        assert row["nested_pooled_macro_f1"] == pytest.approx(macro_f1(y, pred))
+        held = fold == 0
+        cutoffs = thresholds.fit_rule(v.rule, thresholds.RuleInput(oofs[0][~held], y[~held], tests[0]), v.options)
+        np.testing.assert_array_equal(pred[held], thresholds.apply(oofs[0][held], cutoffs))
+    rated = estimates.nested_prediction(cand, y, fold, variants["prior+rates"])
+    assert rated[:, 1].sum() < 10 < 80 < rated[:, 2].sum()  # rates 0 and 1 on test: nearly nothing, nearly all
+    assert 10 < rated[:, 0].sum() < 90

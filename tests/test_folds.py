@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from solution.artifacts.folds import ensure_folds, make_folds, prevalence_table, read_folds
+from solution.artifacts.folds import check_balance, ensure_folds, make_folds, prevalence_table, read_folds
 from solution.core.errors import ArtifactError, ConfigError
 
 
@@ -62,3 +62,25 @@ def test_folds_hash_tracks_the_assignment(tiny_dataset, tmp_path):
 def test_missing_folds_say_how_to_make_them(tmp_path):
     with pytest.raises(ArtifactError, match="python -m solution.folds --data DIR"):
         read_folds(tmp_path)
+
+
+def test_unbalanced_folds_are_refused_naming_the_largest_group(caplog):
+    caplog.set_level("INFO", logger="solution")
+    ids = [f"img{i}" for i in range(1000)]
+    labels = (np.random.default_rng(0).random((1000, 28)) < 0.1).astype(np.uint8)
+    chained = np.full(1000, -1)
+    chained[:100] = 0  # pairs chained into one group of 100 images: its fold holds 100 more than the others
+    groups = chained.copy()
+    groups[:100] = np.repeat(np.arange(50), 2)  # the same images as pairs
+    check_balance(make_folds(labels, 5, 0, groups), groups, ids, 0.10)
+    assert "fold sizes: " in caplog.text
+    with pytest.raises(
+        ConfigError,
+        match=r"fold sizes .* % above the smallest, more than --max-fold-imbalance 0.1; "
+        r"the largest duplicate group holds 100 training images \(group 0, e.g. img0\)",
+    ):
+        check_balance(make_folds(labels, 5, 0, chained), chained, ids, 0.10)
+    check_balance(make_folds(labels, 5, 0, chained), chained, ids, 1.0)
+    with pytest.raises(ConfigError, match="no duplicate groups, so the data are too few"):
+        check_balance(np.array([0] * 20 + [1] * 8), None, ids[:28], 0.10)
+    check_balance(np.array([0] * 18 + [1] * 8), None, ids[:26], 0.10)  # 10 images apart: what small sets need

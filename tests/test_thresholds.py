@@ -218,6 +218,23 @@ def test_rule_prior_uses_given_rates():
     assert (data.test_probs > cutoffs).sum(axis=0)[[0, 2]].tolist() == [0, 50]
 
 
+@pytest.mark.parametrize("rule", ["f1", "prior", "global"])
+def test_bag_is_the_mean_over_seeded_bootstrap_resamples(rule):
+    data = rule_input(7)
+    options = RuleOptions(bag=5, shrink=0.2)
+    rng = np.random.default_rng(thresholds.BAG_SEED)
+    expected = []
+    for _ in range(5):
+        rows = rng.integers(0, 80, 80)
+        fresh = RuleInput(data.oof_probs[rows], data.oof_labels[rows], data.test_probs)
+        expected.append(thresholds.fit_rule(rule, fresh, RuleOptions(shrink=0.2)))
+    got = thresholds.fit_rule(rule, data, options)
+    np.testing.assert_allclose(got, np.mean(expected, axis=0))
+    np.testing.assert_array_equal(got, thresholds.fit_rule(rule, data, options))  # deterministic
+    if rule != "prior":  # prior's rates move little under resampling; the others' cut-offs move
+        assert not np.allclose(got, thresholds.fit_rule(rule, data, RuleOptions(shrink=0.2)))
+
+
 @pytest.mark.parametrize("rule", ["f1", "prior"])
 @pytest.mark.parametrize("shrink", [0.0, 0.3, 1.0])
 def test_shrink_pulls_toward_the_global_cutoff(rule, shrink):
@@ -268,6 +285,10 @@ def test_take_rows_equals_a_fresh_input_and_shares_the_test_sort():
     assert subset.__dict__["test_sorted"] is data.test_sorted
     for name in RULES:
         np.testing.assert_array_equal(thresholds.fit_rule(name, subset), thresholds.fit_rule(name, fresh))
+    rows = np.array([5, 5, 0, 79, 3])  # positions, repeats allowed
+    resample = data.take_rows(rows)
+    np.testing.assert_array_equal(resample.oof_probs, data.oof_probs[rows])
+    np.testing.assert_array_equal(resample.oof_labels, data.oof_labels[rows])
 
 
 @pytest.mark.parametrize(
@@ -279,6 +300,8 @@ def test_take_rows_equals_a_fresh_input_and_shares_the_test_sort():
         (lambda: RuleOptions(global_below=-1), "'global_below' must be a number at least 0"),
         (lambda: RuleOptions(global_below=2.5), "global_below must be an integer"),
         (lambda: RuleOptions(at_least_one="yes"), "at_least_one must be true or false"),
+        (lambda: RuleOptions(bag=-2), "'bag' must be a number at least 0"),
+        (lambda: RuleOptions(bag=True), "bag must be an integer"),
         (lambda: RuleOptions(prior_rates=(0.1, 1.2)), "'prior_rates' must be a number at least 0 and at most 1"),
         (lambda: thresholds.fit_rule("prior", rule_input(), RuleOptions(prior_rates=(0.1,))), "has 1 rates"),
     ],

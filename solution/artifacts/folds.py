@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import MISSING, asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, astuple, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,8 +22,12 @@ from solution.core.classes import CLASS_NAMES
 from solution.core.errors import ArtifactError, ConfigError
 from solution.core.fileio import atomic_write_csv, atomic_write_json, file_hash, read_json
 from solution.core.ids import check_same_ids, positions
+from solution.core.registry import Registry
 from solution.core.workspace import DUPLICATES_FILE, FOLDS_DIR
 from solution.data.layout import Dataset, open_dataset, open_train_only
+
+if TYPE_CHECKING:  # the pixel side (OpenCV, numba): never loaded by the stages that only read these files
+    from solution.data.duplicates import Duplicates
 
 FOLDS_CSV, FOLDS_JSON = "folds.csv", "folds.json"
 log = logging.getLogger(__spec__.name)
@@ -61,11 +65,15 @@ class FoldsMeta:
     n_images: int
     extra: tuple[ExtraData, ...] = ()
     duplicates: str | None = None  # the hash of the duplicate groups file the folds kept together
+    extra_conflicts: str | None = None  # of EXTRA_CONFLICTS: what became of extra images whose twin has other labels
+    extra_excluded: str | None = None  # the hash of extra_excluded.csv, where extra images sit out some folds
 
     @property
     def data_key(self) -> str:
-        """What the folds hash covers besides the assignment: the labels and every extra dataset's labels."""
-        return "|".join([self.labels_hash, *(e.labels_hash for e in self.extra)])
+        """What the folds hash covers besides the assignment: the labels, every extra dataset's labels and the
+        extra images that sit out folds."""
+        excluded = [self.extra_excluded] if self.extra_excluded else []
+        return "|".join([self.labels_hash, *(e.labels_hash for e in self.extra), *excluded])
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,6 +92,22 @@ class FoldsMeta:
             ) from None
 
 
+ALL_FOLDS = -1  # the fold of an Excluded that sits out every fold
+EXCLUDED_CSV = "extra_excluded.csv"
+EXCLUDED_COLUMNS = ("extra", "Id", "fold", "reason")
+CONFLICT, LEAK = "its twin in train.csv carries other labels", "twin of a validation image of the fold"
+
+
+@dataclass(frozen=True)
+class Excluded:
+    """An extra image (``id`` of the dataset folder named ``extra``) that does not train ``fold`` (or any)."""
+
+    extra: str
+    id: str
+    fold: int
+    reason: str
+
+
 @dataclass(frozen=True)
 class Folds:
     """The fold of every training Id (``folds.csv``), what made them (``folds.json``), and where they were read."""
@@ -92,6 +116,7 @@ class Folds:
     fold: np.ndarray  # (N,) int, fold index of each Id
     meta: FoldsMeta
     folds_dir: Path = FOLDS_DIR
+    extra_excluded: tuple[Excluded, ...] = ()  # extra images that sit out folds (extra_excluded.csv)
 
     n_folds = property(lambda self: self.meta.n_folds)
     hash = property(lambda self: self.meta.folds_hash)  # what every prediction set must carry
@@ -109,6 +134,21 @@ class Folds:
         check_same_ids(self.ids, train_ids, str(self.csv), "train.csv")
         f = self.fold[positions(self.ids, train_ids, str(self.csv))]
         return np.flatnonzero(f != k), np.flatnonzero(f == k)
+
+    def extra_rows(self, k: int, extras: Sequence[Dataset], first: int) -> np.ndarray:
+        """Positions of the extra images that may train fold ``k``, among training images stacked as ``first``
+        competition images, then each of ``extras`` (the datasets of ``self.extra``, in order) whole.
+
+        An extra image sits out fold k when it is a twin of one of fold k's validation images (it would leak
+        them), and every fold when its twin in train.csv carries other labels and the folds drop conflicts.
+        """
+        rows, offset = [], first
+        for entry, dataset in zip(self.extra, extras):
+            name = Path(entry.dir).name
+            skip = {e.id for e in self.extra_excluded if e.extra == name and e.fold in (ALL_FOLDS, k)}
+            rows.append(offset + np.flatnonzero([image_id not in skip for image_id in dataset.train_ids]))
+            offset += len(dataset.train_ids)
+        return np.concatenate(rows) if rows else np.empty(0, np.int64)
 
 
 def make_folds(labels: np.ndarray, n_folds: int = 5, seed: int = 42, groups: np.ndarray | None = None) -> np.ndarray:
@@ -155,18 +195,56 @@ def prevalence_table(labels: np.ndarray, fold: np.ndarray) -> str:
     return "\n".join(lines)
 
 
+def _excluded_table(excluded: Sequence[Excluded]) -> pd.DataFrame:
+    rows = sorted((e.extra, e.id, e.fold, e.reason) for e in excluded)
+    return pd.DataFrame(rows, columns=list(EXCLUDED_COLUMNS))
+
+
+def excluded_hash(excluded: Sequence[Excluded]) -> str | None:
+    """The hash ``folds.json`` records of the extra images that sit out folds; None when none does."""
+    if not excluded:
+        return None
+    return hashlib.sha256(_excluded_table(excluded).to_csv(index=False).encode()).hexdigest()[:16]
+
+
 def write_folds(
-    folds_dir: Path, ids: list[str], fold: np.ndarray, meta: FoldsMeta, groups: np.ndarray | None = None
+    folds_dir: Path,
+    ids: list[str],
+    fold: np.ndarray,
+    meta: FoldsMeta,
+    groups: np.ndarray | None = None,
+    excluded: Sequence[Excluded] = (),
 ) -> Folds:
-    """Write folds.csv (with a ``group`` column when duplicates were grouped) and folds.json (``meta`` with the
-    folds hash of this assignment); returns what was written."""
+    """Write folds.csv (with a ``group`` column when duplicates were grouped), extra_excluded.csv (where extra
+    images sit out folds) and folds.json (``meta`` with the folds hash of this assignment); returns what was
+    written."""
+    meta = replace(meta, extra_excluded=excluded_hash(excluded))
     meta = replace(meta, folds_hash=folds_hash(ids, fold, meta.data_key))
     table = pd.DataFrame({"Id": ids, "fold": fold.astype(int)})
     if groups is not None:
         table["group"] = groups
     atomic_write_csv(folds_dir / FOLDS_CSV, table)
+    if excluded:
+        atomic_write_csv(folds_dir / EXCLUDED_CSV, _excluded_table(excluded))
+    else:
+        (folds_dir / EXCLUDED_CSV).unlink(missing_ok=True)
     atomic_write_json(folds_dir / FOLDS_JSON, meta.to_json())
-    return Folds(ids=list(ids), fold=fold.astype(int), meta=meta, folds_dir=folds_dir)
+    return Folds(list(ids), fold.astype(int), meta, folds_dir, tuple(sorted(excluded, key=astuple)))
+
+
+def _read_excluded(folds_dir: Path, meta: FoldsMeta) -> tuple[Excluded, ...]:
+    """The extra images that sit out folds, refused when the file is not the one folds.json records."""
+    if meta.extra_excluded is None:
+        return ()
+    path = folds_dir / EXCLUDED_CSV
+    try:
+        df = pd.read_csv(path, dtype={"extra": str, "Id": str, "reason": str}, keep_default_na=False)
+        excluded = tuple(Excluded(e, i, int(f), r) for e, i, f, r in df[list(EXCLUDED_COLUMNS)].itertuples(index=False))
+    except (OSError, KeyError, ValueError, pd.errors.ParserError) as exc:
+        raise ArtifactError(f"{path}: missing or unreadable ({exc}); remake the folds with --force") from None
+    if excluded_hash(excluded) != meta.extra_excluded:
+        raise ArtifactError(f"{path} does not match {folds_dir / FOLDS_JSON} (edited by hand?): remake with --force")
+    return excluded
 
 
 def read_folds(folds_dir: Path | str) -> Folds:
@@ -183,7 +261,8 @@ def read_folds(folds_dir: Path | str) -> Folds:
         raise ArtifactError(f"{csv_path}: not a readable Id,fold CSV ({exc}); remake it with --force") from exc
     if list(df.columns[:2]) != ["Id", "fold"]:
         raise ArtifactError(f"{csv_path}: expected columns Id,fold, got {','.join(df.columns)}")
-    folds = Folds(ids=df["Id"].tolist(), fold=df["fold"].to_numpy(int), meta=meta, folds_dir=folds_dir)
+    excluded = _read_excluded(folds_dir, meta)
+    folds = Folds(df["Id"].tolist(), df["fold"].to_numpy(int), meta, folds_dir, excluded)
     if folds_hash(folds.ids, folds.fold, meta.data_key) != folds.hash:
         raise ArtifactError(
             f"{csv_path} does not match {json_path} (edited by hand?): "
@@ -259,6 +338,108 @@ def _check_kept(existing: Folds, asked: dict[str, Any], folds_dir: Path) -> None
         )
 
 
+DEFAULT_MAX_FOLD_IMBALANCE = 0.10
+FOLD_GAP_ALLOWED = 10  # images between folds never refused: the stratifier alone leaves 11 to 15 of 40 in 3 folds
+
+
+def check_balance(fold: np.ndarray, groups: np.ndarray | None, ids: Sequence[str], max_imbalance: float) -> None:
+    """Log the fold sizes; refuse folds whose largest exceeds the smallest by more than ``max_imbalance`` (and
+    by more than ``FOLD_GAP_ALLOWED`` images, which stratifying a small set needs), naming the largest
+    duplicate group.
+
+    Groups stay whole and the splitter balances groups, not images, so one huge group (pairs chained by
+    chance) unbalances the folds; every fold is then trained and scored on a different share of the data.
+    """
+    sizes = np.bincount(fold)
+    small, large = int(sizes.min()), int(sizes.max())
+    above = f"the largest {100 * (large / small - 1):.1f} % above the smallest"
+    log.info(f"fold sizes: {' '.join(map(str, sizes))} ({above})")
+    if large - small <= max(FOLD_GAP_ALLOWED, max_imbalance * small):
+        return
+    if groups is not None and (groups >= 0).any():
+        counts = np.bincount(groups[groups >= 0])
+        first = ids[int(np.flatnonzero(groups == counts.argmax())[0])]
+        cause = (
+            f"the largest duplicate group holds {int(counts.max())} training images (group {int(counts.argmax())}, "
+            f"e.g. {first}), and each group stays in one fold (the splitter balances groups, not images): where "
+            f"one group is that large, check its pairs in {DUPLICATES_FILE} and regroup with `python -m "
+            "solution.duplicates` (a lower --max-distance or a higher --min-correlation); where the data are few"
+        )
+    else:
+        cause = "there are no duplicate groups, so the data are too few for the folds"
+    raise ConfigError(
+        f"fold sizes {' '.join(map(str, sizes))}: {above}, more than --max-fold-imbalance {max_imbalance:g}; "
+        f"{cause}, allow more with --max-fold-imbalance"
+    )
+
+
+EXTRA_CONFLICTS: Registry[bool] = Registry("--extra-conflicts", {"drop": True, "keep": False})  # drop them?
+DEFAULT_EXTRA_CONFLICTS = "drop"
+
+
+def _extra_twins(twins: Twins, entry: ExtraData, pairs_path: Path) -> pd.DataFrame:
+    """The twins in train.csv of one extra dataset's images, refused when the pairs file did not hash it."""
+    name = Path(entry.dir).name
+    if twins.meta.sources.get(name) != entry.dir:
+        raise ArtifactError(
+            f"{pairs_path} was made without the extra dataset {entry.dir}, so its twins of training images are "
+            f"unknown: rerun `python -m solution.duplicates --data DIR --extra {entry.dir} ...`, then the folds"
+        )
+    return twins.between(name, ["train"])
+
+
+def extra_exclusions(
+    folds_dir: Path, dataset: Dataset, fold: np.ndarray, extra: Sequence[ExtraData], conflicts: str
+) -> list[Excluded]:
+    """The extra images that sit out folds, from the twins in ``folds_dir``'s pairs file: each twin of a fold's
+    validation image sits out that fold, and with ``conflicts`` "drop" each whose twin in train.csv carries
+    other labels sits out every fold (as the competition's winner dropped them). Nothing without a pairs file."""
+    pairs_path = folds_dir / DUPLICATES_FILE
+    if not extra or not pairs_path.is_file():
+        if extra:
+            log.info(f"no {pairs_path}: extra images are not checked against the training images' twins")
+        return []
+    twins, drop = read_twins(pairs_path), EXTRA_CONFLICTS[conflicts]
+    train_at = {image_id: i for i, image_id in enumerate(dataset.train_ids)}
+    excluded: list[Excluded] = []
+    for entry in extra:
+        pairs, ds = _extra_twins(twins, entry, pairs_path), open_train_only(entry.dir)
+        unknown = sorted(set(pairs["twin"]) - train_at.keys()) + sorted(set(pairs["Id"]) - set(ds.train_ids))
+        if unknown:
+            raise ArtifactError(f"{pairs_path} names image {unknown[0]!r}, which the datasets lack: rerun duplicates")
+        extra_at = {image_id: i for i, image_id in enumerate(ds.train_ids)}
+        own = ds.train_labels[[extra_at[i] for i in pairs["Id"]]]
+        other = dataset.train_labels[[train_at[i] for i in pairs["twin"]]]
+        conflict = (own != other).any(axis=1) if len(pairs) else np.zeros(0, bool)
+        dropped = set(pairs["Id"][conflict]) if drop else set()
+        leaks = {(i, int(fold[train_at[t]])) for i, t in zip(pairs["Id"], pairs["twin"]) if i not in dropped}
+        excluded += [Excluded(ds.root.name, i, ALL_FOLDS, CONFLICT) for i in sorted(dropped)]
+        excluded += [Excluded(ds.root.name, i, k, LEAK) for i, k in sorted(leaks)]
+        log.info(
+            f"extra data {entry.dir}: {len(set(pairs['Id'][conflict]))} of {len(ds.train_ids)} images have a twin in "
+            f"train.csv with other labels ({'dropped from training' if drop else 'kept'}: --extra-conflicts "
+            f"{conflicts}); {len({i for i, _ in leaks})} are twins of validation images and sit out those folds"
+        )
+    return excluded
+
+
+def _kept(folds_dir: Path, dataset: Dataset, data_dir: Path, asked: dict[str, Any]) -> Folds:
+    """The existing folds, refused when made from other data or settings, or when the extra images that sit
+    out folds would now differ (new duplicates, say)."""
+    existing = read_folds(folds_dir)
+    check_folds_match(existing, dataset.train_ids, dataset.train_labels, data_dir)
+    _check_kept(existing, asked, folds_dir)
+    conflicts = existing.meta.extra_conflicts or DEFAULT_EXTRA_CONFLICTS
+    now = excluded_hash(extra_exclusions(folds_dir, dataset, existing.fold, existing.meta.extra, conflicts))
+    if now != existing.meta.extra_excluded:
+        raise ConfigError(
+            f"{folds_dir}/ holds folds whose extra images sit out other folds than the duplicates now say: "
+            "pass --force to remake them (predictions made with the old folds are then refused)"
+        )
+    log.info(f"{folds_dir}/ already holds folds for {data_dir} (folds hash {existing.hash}); keeping them")
+    return existing
+
+
 def ensure_folds(
     data_dir: Path,
     folds_dir: Path,
@@ -266,26 +447,32 @@ def ensure_folds(
     seed: int | None,
     force: bool,
     extra_dirs: list[Path] | None = None,
+    extra_conflicts: str | None = None,
+    max_imbalance: float = DEFAULT_MAX_FOLD_IMBALANCE,
 ) -> Folds:
     """Make folds, or keep existing ones made from the same data; refuse ones made from other data.
 
-    ``n_folds``, ``seed`` and ``extra_dirs`` left as None keep what exists (or take the defaults);
-    given, they must match the existing folds unless ``force`` remakes them. Duplicate groups
-    (``folds/duplicates_groups.csv``) keep each group in one fold; folds made before the groups
-    changed are refused.
+    ``n_folds``, ``seed``, ``extra_dirs`` and ``extra_conflicts`` left as None keep what exists (or take the
+    defaults); given, they must match the existing folds unless ``force`` remakes them. Duplicate groups
+    (``folds/duplicates_groups.csv``) keep each group in one fold; folds made before the groups changed are
+    refused, and new folds more unbalanced than ``max_imbalance`` too (``check_balance``). Extra images sit
+    out folds by ``extra_exclusions``.
     """
     dataset = open_dataset(data_dir)
     groups, groups_hash = _groups(folds_dir, dataset)
     extra = None if extra_dirs is None else tuple(extra_entry(Path(d)) for d in extra_dirs)
+    if extra_conflicts is not None:
+        EXTRA_CONFLICTS.check(extra_conflicts)
     if (folds_dir / FOLDS_JSON).is_file() and not force:
-        existing = read_folds(folds_dir)
-        check_folds_match(existing, dataset.train_ids, dataset.train_labels, data_dir)
-        _check_kept(existing, {"n_folds": n_folds, "seed": seed, "extra": extra, "duplicates": groups_hash}, folds_dir)
-        log.info(f"{folds_dir}/ already holds folds for {data_dir} (folds hash {existing.hash}); keeping them")
-        return existing
+        asked = {"n_folds": n_folds, "seed": seed, "extra": extra, "duplicates": groups_hash}
+        return _kept(folds_dir, dataset, data_dir, {**asked, "extra_conflicts": extra_conflicts})
     n_folds = DEFAULT_N_FOLDS if n_folds is None else n_folds
     seed = DEFAULT_SEED if seed is None else seed
     fold = make_folds(dataset.train_labels, n_folds, seed, groups)
+    log.info(prevalence_table(dataset.train_labels, fold))
+    check_balance(fold, groups, dataset.train_ids, max_imbalance)
+    conflicts = extra_conflicts or DEFAULT_EXTRA_CONFLICTS
+    excluded = extra_exclusions(folds_dir, dataset, fold, extra or (), conflicts)
     meta = FoldsMeta(
         seed=seed,
         n_folds=n_folds,
@@ -295,16 +482,16 @@ def ensure_folds(
         n_images=len(fold),
         extra=extra or (),
         duplicates=groups_hash,
+        extra_conflicts=conflicts if extra else None,
     )
-    folds = write_folds(folds_dir, dataset.train_ids, fold, meta, groups)
-    log.info(prevalence_table(dataset.train_labels, fold))
+    folds = write_folds(folds_dir, dataset.train_ids, fold, meta, groups, excluded)
     log.info(f"wrote {folds_dir}/folds.csv and folds.json ({n_folds} folds, seed {seed}, folds hash {folds.hash})")
     return folds
 
 
 # ------------------------------------------------------ near-duplicates (``python -m solution.duplicates``)
 
-PAIR_COLUMNS = ("id_a", "split_a", "id_b", "split_b", "distance")
+PAIR_COLUMNS = ("id_a", "split_a", "id_b", "split_b", "distance", "correlation", "twin")
 GROUP_COLUMNS = ("Id", "split", "group")
 
 
@@ -312,6 +499,84 @@ def groups_path(pairs_path: Path | str) -> Path:
     """The groups file written beside a pairs file: ``duplicates.csv`` -> ``duplicates_groups.csv``."""
     pairs_path = Path(pairs_path)
     return pairs_path.with_name(f"{pairs_path.stem}_groups.csv")
+
+
+@dataclass(frozen=True)
+class DuplicatesMeta:
+    """``duplicates.json``, beside the pairs file: what was hashed (each split name's dataset folder) and how."""
+
+    sources: dict[str, str]  # split name (train, test, an extra dataset's folder name) -> its dataset folder
+    size: int
+    max_distance: int
+    min_correlation: float
+
+    @staticmethod
+    def path(pairs_path: Path | str) -> Path:
+        return Path(pairs_path).with_suffix(".json")
+
+    @classmethod
+    def read(cls, pairs_path: Path | str) -> DuplicatesMeta:
+        path = cls.path(pairs_path)
+        if not path.is_file():
+            raise ArtifactError(f"missing file: {path} (made by `python -m solution.duplicates --data DIR`)")
+        try:
+            return cls(**read_json(path))
+        except TypeError as exc:
+            raise ArtifactError(
+                f"{path}: not a duplicates.json the kit wrote ({exc}); rerun solution.duplicates"
+            ) from None
+
+
+@dataclass(frozen=True)
+class Twins:
+    """The twin pairs of a pairs file (those that passed the stain check), one row per pair, and its record."""
+
+    pairs: pd.DataFrame  # columns id_a, split_a, id_b, split_b, distance
+    meta: DuplicatesMeta
+
+    def between(self, split: str, others: Sequence[str]) -> pd.DataFrame:
+        """Twin pairs of an image of ``split`` with one of a split in ``others``, as columns ``Id`` (of
+        ``split``), ``split``, ``twin`` (its twin's Id), ``twin_split``, ``distance``; either order in the file."""
+        p = self.pairs
+        forward = p[(p.split_a == split) & p.split_b.isin(others)]
+        backward = p[(p.split_b == split) & p.split_a.isin(others)]
+        names = ("Id", "split", "twin", "twin_split", "distance")
+        return pd.concat(
+            [
+                forward.set_axis(names, axis=1),
+                backward[["id_b", "split_b", "id_a", "split_a", "distance"]].set_axis(names, axis=1),
+            ],
+            ignore_index=True,
+        )
+
+    def extra_labels(self) -> dict[str, tuple[list[str], np.ndarray]]:
+        """Per extra dataset the twins were found among (by split name): its Ids and labels, from its folder."""
+        extras = {name: open_train_only(d) for name, d in self.meta.sources.items() if name not in ("train", "test")}
+        return {name: (ds.train_ids, ds.train_labels) for name, ds in extras.items()}
+
+
+def read_twins(pairs_path: Path | str) -> Twins:
+    """The twin pairs of a pairs file and its ``duplicates.json``; refused when either is not the kit's."""
+    pairs_path = Path(pairs_path)
+    meta = DuplicatesMeta.read(pairs_path)
+    try:
+        df = pd.read_csv(
+            pairs_path, dtype={"id_a": str, "id_b": str, "split_a": str, "split_b": str}, keep_default_na=False
+        )
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, FileNotFoundError) as exc:
+        raise ArtifactError(f"{pairs_path}: not a readable pairs file ({exc}); rerun solution.duplicates") from None
+    if tuple(df.columns) != PAIR_COLUMNS:
+        raise ArtifactError(
+            f"{pairs_path}: expected columns {','.join(PAIR_COLUMNS)}, got {','.join(df.columns)}; "
+            "rerun `python -m solution.duplicates`"
+        )
+    twin, distance = (pd.to_numeric(df[c], errors="coerce") for c in ("twin", "distance"))
+    bad = ~twin.isin([0, 1]) | ~(distance >= 0) | (distance % 1 != 0)
+    if bad.any():
+        line = int(np.flatnonzero(bad)[0]) + 2
+        raise ArtifactError(f"{pairs_path}:{line}: twin must be 0 or 1 and distance a count of bits")
+    twins = df[twin == 1].drop(columns=["correlation", "twin"]).reset_index(drop=True)
+    return Twins(twins.astype({"distance": int}), meta)
 
 
 def read_groups(path: Path | str, ids: Sequence[str], split: str = "train") -> np.ndarray:
@@ -338,20 +603,15 @@ def read_groups(path: Path | str, ids: Sequence[str], split: str = "train") -> n
     return groups
 
 
-def write_duplicates(
-    out: Path,
-    ids: np.ndarray,
-    splits: np.ndarray,
-    a: np.ndarray,
-    b: np.ndarray,
-    distance: np.ndarray,
-    groups: np.ndarray,
-) -> Path:
-    """The pairs file ``out`` (positions ``a``, ``b`` into ``ids``/``splits``) and the groups file beside it, whose
-    rows are the images with a twin, by group; returns the groups file's path."""
-    atomic_write_csv(out, pd.DataFrame(dict(zip(PAIR_COLUMNS, (ids[a], splits[a], ids[b], splits[b], distance)))))
-    member = np.flatnonzero(groups >= 0)
-    member = member[np.argsort(groups[member], kind="stable")]
-    table = pd.DataFrame(dict(zip(GROUP_COLUMNS, (ids[member], splits[member], groups[member]))))
+def write_duplicates(out: Path, found: Duplicates, meta: DuplicatesMeta) -> Path:
+    """The pairs file ``out``, the groups file beside it (the images in a group, by group) and ``meta`` as
+    ``duplicates.json``; returns the groups file's path."""
+    ids, splits, a, b = found.images.ids, found.images.splits, found.a, found.b
+    columns = (ids[a], splits[a], ids[b], splits[b], found.distance, found.correlation.round(4), found.twin.astype(int))
+    atomic_write_csv(out, pd.DataFrame(dict(zip(PAIR_COLUMNS, columns))))
+    member = np.flatnonzero(found.groups >= 0)
+    member = member[np.argsort(found.groups[member], kind="stable")]
+    table = pd.DataFrame(dict(zip(GROUP_COLUMNS, (ids[member], splits[member], found.groups[member]))))
     atomic_write_csv(groups_path(out), table)
+    atomic_write_json(DuplicatesMeta.path(out), asdict(meta))
     return groups_path(out)

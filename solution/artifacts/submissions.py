@@ -39,6 +39,8 @@ class Sidecar:
     mean_labels_per_test_image: float
     mean_labels_per_train_image: float
     estimates: list[dict[str, Any]]  # every candidate x rule
+    average_test_twins: dict[str, int] | None = None  # groups and images of test twins averaged before cut-offs
+    twins: dict[str, Any] | None = None  # the twin rule: images changed, its OOF estimate, the twins file
     test_macro_f1: float | None = None  # where the dataset ships hidden test labels (synthetic data)
     test_macro_f1_most_frequent_class: float | None = None
     kaggle: dict[str, Any] | None = None  # the upload: competition, ref, status, public score
@@ -63,6 +65,11 @@ class Sidecar:
 
 def sidecar_path(csv: Path) -> Path:
     return csv.with_suffix(".json")
+
+
+def twins_path(out: Path) -> Path:
+    """The twins submission beside a submission: ``X.csv`` -> ``X.twins.csv`` (its sidecar ``X.twins.json``)."""
+    return out.with_name(f"{out.stem}.twins.csv")
 
 
 def check_out(out: Path) -> None:

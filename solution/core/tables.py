@@ -1,13 +1,15 @@
-"""The kit's two-column CSVs (``Id,Target`` labels, ``Id,Predicted`` submissions): read and checked.
+"""The kit's two-column CSVs (``Id,Target`` labels, ``Id,Predicted`` submissions, ``class,rate`` target
+rates): read and checked.
 
-Files are UTF-8 (a BOM is allowed) with the exact header; no Id repeats or is empty; labels are ASCII digits
-0..27, each at most once per row. Ids such as ``NA`` or ``null`` stay Ids. Every problem is a ``DatasetError``
-naming the file and line.
+Files are UTF-8 (a BOM is allowed) with the exact header; no Id (or class) repeats or is empty; labels are
+ASCII digits 0..27, each at most once per row. Ids such as ``NA`` or ``null`` stay Ids. Every problem is a
+``DatasetError`` naming the file and line.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import numpy as np
@@ -56,9 +58,9 @@ def _rows(path: Path, reader, header: tuple[str, str]) -> list[tuple[int, str, s
             raise DatasetError(f"{path}:{line}: expected 2 columns ({','.join(header)}), got {len(row)}: {row!r}")
         key = row[0].strip()
         if not key:
-            raise DatasetError(f"{path}:{line}: empty Id")
+            raise DatasetError(f"{path}:{line}: empty {header[0]}")
         if key in seen:
-            raise DatasetError(f"{path}:{line}: duplicate Id {key!r} (first on line {seen[key]})")
+            raise DatasetError(f"{path}:{line}: duplicate {header[0]} {key!r} (first on line {seen[key]})")
         seen[key] = line
         rows.append((line, key, row[1].strip()))
     if not rows:
@@ -78,3 +80,24 @@ def read_labels_csv(path: Path | str) -> tuple[list[str], np.ndarray]:
 
 def read_sample_submission(path: Path | str) -> list[str]:
     return [r[1] for r in read_rows(Path(path), ("Id", "Predicted"))]
+
+
+def read_class_rates(path: Path | str) -> tuple[float, ...]:
+    """The rate of each of the 28 classes, in class order, from a ``class,rate`` file (one row per class, any
+    order; rates in [0, 1]): a target positive rate per class, such as the public leaderboard's class ratios."""
+    path = Path(path)
+    rates: dict[int, float] = {}
+    for line, key, text in read_rows(path, ("class", "rate")):
+        if not (key.isascii() and key.isdigit()) or int(key) >= NUM_CLASSES:
+            raise DatasetError(f"{path}:{line}: bad class {key!r}; expected an integer 0..{NUM_CLASSES - 1}")
+        try:
+            rate = float(text)
+        except ValueError:
+            rate = math.nan
+        if not 0.0 <= rate <= 1.0:
+            raise DatasetError(f"{path}:{line}: rate {text!r} of class {key} is not a number in [0, 1]")
+        rates[int(key)] = rate
+    missing = sorted(set(range(NUM_CLASSES)) - rates.keys())
+    if missing:
+        raise DatasetError(f"{path}: no rate for class {missing[0]} (needs one row per class 0..{NUM_CLASSES - 1})")
+    return tuple(rates[c] for c in range(NUM_CLASSES))

@@ -120,6 +120,11 @@ def _identity(paths: tuple[Path, ...]) -> str:
     return " ".join(parts)
 
 
+def _stem(dataset: Dataset, split: str, ids: list[str], size: int) -> str:
+    """``{split}-{size}px-{data}``: the name of the cache of ``ids`` at ``size`` without its files' key."""
+    return f"{split}-{size}px-{_hash([str(dataset.root.resolve()), split, str(size), *ids])}"
+
+
 def make_plan(
     dataset: Dataset,
     split: str,
@@ -131,7 +136,6 @@ def make_plan(
     """Stat every source file (once) and name the cache of ``ids`` at ``size``."""
     paths = [dataset.image_paths(split, i) for i in ids]
     identities = [_identity(p) for p in paths]
-    data_key = _hash([str(dataset.root.resolve()), split, str(size), *ids])
     fingerprints = [_hash(identities[k : k + chunk_size]) for k in range(0, len(ids), chunk_size)]
     return Plan(
         split=split,
@@ -139,7 +143,7 @@ def make_plan(
         paths=paths,
         chunk_size=chunk_size,
         cache_dir=Path(cache_dir),
-        stem=f"{split}-{size}px-{data_key}",
+        stem=_stem(dataset, split, ids, size),
         files_key=_hash(identities),
         fingerprints=fingerprints,
     )
@@ -174,6 +178,35 @@ def open_cache(
     competition and HPAv18 sets on a network disk), so a caller that needs both asks once."""
     plan = make_plan(dataset, split, ids, size, cache_dir, chunk_size)
     ensure_cache(plan, workers)
+    return _open(plan), read_stats(plan)
+
+
+def find_cache(
+    dataset: Dataset, split: str, ids: list[str], min_size: int, cache_dir: Path | str = CACHE_DIR
+) -> tuple[np.ndarray, int] | None:
+    """The images of ``ids`` (read-only memmap) and their size, from the complete cache of the smallest size
+    >= ``min_size`` in ``cache_dir``; None when there is none. Builds nothing.
+
+    A stage that needs small images of a split (hashing) then reads, and resizes, the training cache
+    (512 px, say) instead of decoding every image again. Only a size whose cache file exists for these
+    Ids costs the ``stat`` of every source file that naming the complete cache needs.
+    """
+    sizes = set()
+    for path in Path(cache_dir).glob(f"{split}-*px-*.npy"):
+        text = path.name[len(split) + 1 :].split("px-", 1)[0]
+        if text.isdigit() and int(text) >= min_size and not path.name.endswith(".partial.npy"):
+            sizes.add(int(text))
+    for size in sorted(sizes):
+        if not any(Path(cache_dir).glob(f"{_stem(dataset, split, ids, size)}-*.npy")):
+            continue
+        plan = make_plan(dataset, split, ids, size, cache_dir)
+        if plan.is_complete():
+            return _open(plan), size
+    return None
+
+
+def _open(plan: Plan) -> np.ndarray:
+    """The complete cache of ``plan`` as a read-only memmap, refused when truncated or of another shape."""
     try:
         images = np.load(plan.final, mmap_mode="r")
     except (ValueError, OSError) as exc:  # a truncated or overwritten file
@@ -182,7 +215,7 @@ def open_cache(
         raise DatasetError(
             f"{plan.final} holds {images.shape}, expected {plan.shape}: delete it and rerun to rebuild it"
         )
-    return images, read_stats(plan)
+    return images
 
 
 def read_stats(plan: Plan) -> StainStats:

@@ -19,14 +19,26 @@ Pair search is multi-index hashing: the bits are cut into ``BANDS`` bands; hashe
 r_k bits in some band k when sum(r_k + 1) = d + 1 (pigeonhole), so each image probes, per band, the sorted
 table's buckets within r_k bits of its own, and a numba popcount checks the candidates.
 
-Groups are the connected components of the pair graph.
+The hash alone cannot make groups: chance pairs grow with the square of the image count, and groups joined
+through chains of them grow without bound (BENCHMARKS.md, "Duplicates: chains"). So a pair is a *twin* only when
+it passes a second, independent check: the normalised correlation, in the best of the eight orientations, of
+the two images' DCT coefficients in the band the hash leaves out (frequencies ``BLOCK``..``CHECK_BLOCK - 1`` of
+the 32x32 thumbnail), stain by stain (each weighted as in step 2), at least ``DEFAULT_MIN_CORRELATION``. The hash
+looks at the low frequencies of the stains' sum, the check at higher ones of each stain, so a chance agreement of
+one says nothing of the other, while a copy agrees in both. The coefficients of the band are an orthonormal
+transform of the band-limited thumbnail, so their dot product is the correlation of the band-limited images,
+and orientations act on them as on the hash's (sign flips, a transpose).
+
+Groups are complete-linkage clusters of the twins, strongest first: two groups merge only when every member
+of one is a twin of every member of the other, so a group is a clique of twins and never grows through a
+chain of pairs. A twin pair that the linkage keeps in two groups is counted in the summary.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -34,23 +46,24 @@ from pathlib import Path
 import cv2
 import numba
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from solution.core.errors import DatasetError
-from solution.data.cache import load_images
+from solution.data.cache import find_cache, load_images
 from solution.data.layout import Dataset, open_dataset, open_train_only
 
 log = logging.getLogger(__spec__.name)
 
 THUMB = 32
 BLOCK = 8
+CHECK_BLOCK = 16  # the check's coefficients: those below CHECK_BLOCK in both frequencies, less the hash's BLOCK
 STD_FLOOR = 1.0
 N_ORIENTATIONS = 8
 DEFAULT_MAX_DISTANCE = 8
 MAX_DISTANCE_LIMIT = 31  # unrelated hashes differ in 32 bits on average: beyond this nothing is "near"
+DEFAULT_MIN_CORRELATION = 0.75  # between chance pairs and edited copies: BENCHMARKS.md, "Duplicates: chains"
 BANDS = 4
 BAND_BITS = 64 // BANDS
+PAIR_CHUNK = 8192  # pairs whose check coefficients are compared at once
 
 
 # ------------------------------------------------------------------------- hashing
@@ -64,11 +77,22 @@ def _dct_rows(n: int, k: int) -> np.ndarray:
     return rows.astype(np.float32)
 
 
+def _flip_signs(k: int) -> np.ndarray:
+    """(4, k, k) sign patterns of no flip, left-right (odd v), up-down (odd u) and both on k x k DCT coefficients."""
+    u, v = np.arange(k)[:, None], np.arange(k)[None, :]
+    return np.stack([(-1.0) ** (up_down * u + left_right * v) for up_down in (0, 1) for left_right in (0, 1)])
+
+
 _DCT = _dct_rows(THUMB, BLOCK)
-_U, _V = np.arange(BLOCK)[:, None], np.arange(BLOCK)[None, :]
-# Sign patterns of no flip, left-right (odd v), up-down (odd u) and both: (4, BLOCK, BLOCK).
-_FLIPS = np.stack([(-1.0) ** (up_down * _U + left_right * _V) for up_down in (0, 1) for left_right in (0, 1)])
-_FLIPS = _FLIPS.astype(np.float32)
+_FLIPS = _flip_signs(BLOCK).astype(np.float32)
+_CHECK_DCT = _dct_rows(THUMB, CHECK_BLOCK)
+_CHECK_U, _CHECK_V = np.nonzero(np.maximum(*np.ogrid[:CHECK_BLOCK, :CHECK_BLOCK]) >= BLOCK)
+# Orientation o of the check coefficients: signs[o] * coefficients[..., order[o]], as the hash's orientations
+# (the first four flip, the last four transpose, then flip).
+_CHECK_INDEX = np.full((CHECK_BLOCK, CHECK_BLOCK), -1)
+_CHECK_INDEX[_CHECK_U, _CHECK_V] = np.arange(len(_CHECK_U))
+_CHECK_ORDER = np.array([np.arange(len(_CHECK_U))] * 4 + [_CHECK_INDEX[_CHECK_V, _CHECK_U]] * 4)
+_CHECK_SIGNS = np.concatenate([_flip_signs(CHECK_BLOCK)[:, _CHECK_U, _CHECK_V]] * 2).astype(np.float32)
 
 
 def _thumbnail_planes(images: np.ndarray) -> np.ndarray:
@@ -79,14 +103,12 @@ def _thumbnail_planes(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(thumbs.reshape(len(images), THUMB * THUMB, -1).transpose(0, 2, 1))
 
 
-def _low_frequencies(images: np.ndarray) -> np.ndarray:
+def _low_frequencies(planes: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """(n, BLOCK, BLOCK) low-frequency DCT coefficients of the standardised stain sum, DC set to 0.
 
     A stain's mean only moves the DC coefficient, so centring the sum once centres every stain;
     it also keeps float32 rounding small, so that a flipped image gets exactly the flipped hash.
     """
-    planes = _thumbnail_planes(images)
-    weights = 1.0 / (planes.std(axis=2) + STD_FLOOR)
     grey = np.einsum("ncp,nc->np", planes, weights)
     grey -= grey.mean(axis=1, keepdims=True)
     coeffs = _DCT @ grey.reshape(-1, THUMB, THUMB) @ _DCT.T
@@ -101,17 +123,62 @@ def _orientation_bits(coeffs: np.ndarray) -> np.ndarray:
     return np.packbits(bits, axis=2, bitorder="little").view("<u8")[..., 0].astype(np.uint64)
 
 
-def image_hashes(images: np.ndarray, batch: int = 4096) -> np.ndarray:
-    """(N, 8) uint64 perceptual hashes of (N, S, S, C) uint8 images (any S, any C >= 1).
+def _check_coefficients(planes: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(n, C * K) float16 unit vectors: each stain's DCT coefficients of the check's band, weighted as in the hash.
 
-    Column 0 is the image as given, columns 1-7 its flips and rotations.
+    An image without any content in the band (a blank one) gets zeros, so it is nobody's twin. float16
+    (1.5 KB an image) keeps 116,000 images' coefficients in 180 MB; it moves a correlation by about 1e-3.
+    """
+    coeffs = _CHECK_DCT @ planes.reshape(len(planes), -1, THUMB, THUMB) @ _CHECK_DCT.T
+    vectors = (coeffs[:, :, _CHECK_U, _CHECK_V] * weights[:, :, None]).reshape(len(planes), -1)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0).astype(np.float16)
+
+
+@dataclass(frozen=True)
+class Fingerprints:
+    """Per image: ``hashes`` (N, 8) uint64, the image as given and its flips/rotations; ``check`` (N, C * K)
+    float16, the coefficients the second check correlates."""
+
+    hashes: np.ndarray
+    check: np.ndarray
+
+    @staticmethod
+    def concatenate(parts: Sequence[Fingerprints]) -> Fingerprints:
+        return Fingerprints(np.concatenate([p.hashes for p in parts]), np.concatenate([p.check for p in parts]))
+
+
+def image_fingerprints(images: np.ndarray, batch: int = 4096) -> Fingerprints:
+    """The fingerprints of (N, S, S, C) uint8 images (any S, any C >= 1).
+
     Works through ``batch`` images at a time, so a memory-mapped cache is read once.
     """
     if images.ndim != 4 or images.shape[1] != images.shape[2]:
         raise ValueError(f"expected (N, S, S, C) images, got shape {images.shape}")
-    out = np.empty((len(images), N_ORIENTATIONS), dtype=np.uint64)
+    parts = []
     for start in range(0, len(images), batch):
-        out[start : start + batch] = _orientation_bits(_low_frequencies(images[start : start + batch]))
+        planes = _thumbnail_planes(images[start : start + batch])
+        weights = 1.0 / (planes.std(axis=2) + STD_FLOOR)
+        hashes = _orientation_bits(_low_frequencies(planes, weights))
+        parts.append(Fingerprints(hashes, _check_coefficients(planes, weights)))
+    if not parts:
+        check = np.empty((0, images.shape[3] * len(_CHECK_U)), np.float16)
+        return Fingerprints(np.empty((0, N_ORIENTATIONS), np.uint64), check)
+    return Fingerprints.concatenate(parts)
+
+
+def stain_correlations(check: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(P,) float32 correlation of each pair (a[p], b[p]) of ``check`` rows, in b's best orientation."""
+    n_stains = check.shape[1] // len(_CHECK_U)
+    out = np.empty(len(a), np.float32)
+    for start in range(0, len(a), PAIR_CHUNK):
+        rows = slice(start, start + PAIR_CHUNK)
+        first = check[a[rows]].astype(np.float32).reshape(-1, n_stains, len(_CHECK_U))
+        second = check[b[rows]].astype(np.float32).reshape(-1, n_stains, len(_CHECK_U))
+        best = np.full(len(first), -np.inf, np.float32)
+        for order, signs in zip(_CHECK_ORDER, _CHECK_SIGNS):
+            best = np.maximum(best, np.einsum("psk,psk->p", first, second[:, :, order] * signs))
+        out[rows] = best
     return out
 
 
@@ -201,7 +268,7 @@ def find_pairs(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs (i, j, distance), i < j, of images whose hashes lie within ``max_distance`` bits.
 
-    ``hashes`` is (N, K) uint64 as from ``image_hashes`` (K orientations; K = 1 compares the
+    ``hashes`` is (N, K) uint64 as ``image_fingerprints`` gives (K orientations; K = 1 compares the
     hashes as they are). The distance of a pair is the smallest over the orientations of j.
     Sorted by i, then j.
     """
@@ -221,17 +288,32 @@ def find_pairs(
     return a[first], b[first], d[first]
 
 
-def connected_groups(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Group (0, 1, ...) of each of n images: connected components of the pairs; -1 for images without a twin."""
-    graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n, n))
-    _, component = connected_components(graph, directed=False)
-    in_group = np.bincount(component)[component] > 1
+def linked_groups(n: int, a: np.ndarray, b: np.ndarray, strength: np.ndarray) -> np.ndarray:
+    """Group (0, 1, ...) of each of n images by complete linkage of the twin pairs (a, b), strongest first;
+    -1 for an image in no group.
+
+    Two groups merge only when every member of one is paired with every member of the other, so every group
+    is a clique of pairs and a chain of pairs (x~y, y~z, x and z apart) never joins x to z. Groups are numbered
+    in order of their lowest image.
+    """
+    paired = {(min(i, j), max(i, j)) for i, j in zip(a.tolist(), b.tolist())}
+    owner = list(range(n))  # each image's group, named by one member
+    members: dict[int, list[int]] = {}
+    for k in np.argsort(-np.asarray(strength), kind="stable").tolist():
+        first, second = owner[int(a[k])], owner[int(b[k])]
+        if first == second:
+            continue
+        left, right = members.get(first, [first]), members.get(second, [second])
+        if all((min(x, y), max(x, y)) in paired for x in left for y in right):
+            keep, gone = (first, second) if len(left) >= len(right) else (second, first)
+            for x in right if keep == first else left:
+                owner[x] = keep
+            members[keep] = left + right
+            members.pop(gone, None)
     groups = np.full(n, -1, dtype=np.int64)
-    groups[in_group] = np.unique(component[in_group], return_inverse=True)[1]
+    for number, group in enumerate(sorted(sorted(m) for m in members.values())):
+        groups[group] = number
     return groups
-
-
-# ------------------------------------------------------------------------- folds
 
 
 # ---------------------------------------------------------------------- command line
@@ -248,22 +330,42 @@ class Images:
 
 
 def _sources(data: Dataset, extras: Sequence[Dataset]) -> list[tuple[str, Dataset, str]]:
-    """(split name, dataset, split) of every image set: train and test of ``data``, train of each extra."""
-    sources = [("train", data, "train"), ("test", data, "test")] + [(ds.root.name, ds, "train") for ds in extras]
-    names = [name for name, _, _ in sources]
+    """(split name, dataset, split) of every image set: train and test of ``data``, train of each extra (named
+    by its folder)."""
+    found = [("train", data, "train"), ("test", data, "test")] + [(ds.root.name, ds, "train") for ds in extras]
+    names = [name for name, _, _ in found]
     clash = sorted({name for name in names if names.count(name) > 1})
     if clash:
         raise DatasetError(
             f"extra dataset folders must be named apart from each other and from train/test; {clash[0]!r} repeats"
         )
-    return sources
+    return found
 
 
-def load_hashes(data: Dataset, extras: Sequence[Dataset], size: int) -> tuple[Images, np.ndarray]:
-    """The images of ``data`` (train, test) and of each extra (train), and their (N, 8) hashes."""
-    ids, splits, labels, labelled, hashes = [], [], [], [], []
+def _resized(images: np.ndarray, size: int, batch: int) -> Iterator[np.ndarray]:
+    """``images`` in batches of ``batch``, each image area-averaged to ``size`` and rounded as the cache does."""
+    for start in range(0, len(images), batch):
+        part = images[start : start + batch]
+        yield np.stack([cv2.resize(np.asarray(im), (size, size), interpolation=cv2.INTER_AREA) for im in part])
+
+
+def _split_fingerprints(ds: Dataset, split: str, ids: list[str], size: int) -> Fingerprints:
+    """The fingerprints of one split's images at ``size``: from a complete cache of that or a larger size (its
+    images resized, none decoded again) when there is one, else from the cache at ``size``, built if needed."""
+    found = find_cache(ds, split, ids, size)
+    if found is None or found[1] == size:
+        return image_fingerprints(load_images(ds, split, ids, size) if found is None else found[0])
+    images, cached_size = found
+    log.info(f"{ds.root} {split}: {len(ids):,} images read from the {cached_size} px cache, resized to {size} px")
+    batch = max(1, 2**26 // (cached_size * cached_size * images.shape[3]))  # 64 MB of cached pixels at a time
+    return Fingerprints.concatenate([image_fingerprints(part) for part in _resized(images, size, batch)])
+
+
+def load_fingerprints(data: Dataset, extras: Sequence[Dataset], size: int) -> tuple[Images, Fingerprints]:
+    """The images of ``data`` (train, test) and of each extra (train), and their fingerprints."""
+    ids, splits, labels, labelled, prints = [], [], [], [], []
     for name, ds, split in _sources(data, extras):
-        split_ids = ds.train_ids if split == "train" else ds.test_ids
+        split_ids = ds.ids_of(split)
         ids += split_ids
         splits += [name] * len(split_ids)
         has_labels = split == "train"
@@ -271,44 +373,73 @@ def load_hashes(data: Dataset, extras: Sequence[Dataset], size: int) -> tuple[Im
             ds.train_labels if has_labels else np.zeros((len(split_ids), data.train_labels.shape[1]), np.uint8)
         )
         labelled.append(np.full(len(split_ids), has_labels))
-        hashes.append(image_hashes(load_images(ds, split, split_ids, size)))
+        prints.append(_split_fingerprints(ds, split, split_ids, size))
     images = Images(
         np.array(ids, dtype=object), np.array(splits, dtype=object), np.concatenate(labels), np.concatenate(labelled)
     )
-    return images, np.concatenate(hashes)
-
-
-def summary(images: Images, a: np.ndarray, b: np.ndarray, groups: np.ndarray, max_distance: int) -> str:
-    """Counts of pairs, groups, groups that join test images to labelled ones, and label conflicts."""
-    n_groups = int(groups.max(initial=-1)) + 1
-    has_test = np.zeros(n_groups, bool)
-    has_labelled = np.zeros(n_groups, bool)
-    member = groups >= 0
-    np.logical_or.at(has_test, groups[member], images.splits[member] == "test")
-    np.logical_or.at(has_labelled, groups[member], images.labelled[member])
-    both = images.labelled[a] & images.labelled[b]
-    conflicts = both & (images.labels[a] != images.labels[b]).any(axis=1)
-    return (
-        f"pairs within {max_distance} bits: {len(a)}, in {n_groups} groups "
-        f"({int(member.sum())} of {len(groups)} images have a twin)\n"
-        f"groups joining test images to training images: {int((has_test & has_labelled).sum())}\n"
-        f"pairs of training images: {int(both.sum())}, with different labels: {int(conflicts.sum())}"
-    )
+    return images, Fingerprints.concatenate(prints)
 
 
 @dataclass(frozen=True)
 class Duplicates:
-    """The near-duplicate pairs (positions ``a``, ``b`` in ``images`` and their distance) and the groups."""
+    """The pairs within the hash distance (positions ``a``, ``b`` in ``images``, their ``distance`` and
+    ``correlation``; ``twin`` where the correlation passed the check) and the groups of twins."""
 
     images: Images
     a: np.ndarray
     b: np.ndarray
     distance: np.ndarray
-    groups: np.ndarray  # (N,) group number of each image, -1 for an image without a twin
+    correlation: np.ndarray
+    twin: np.ndarray
+    groups: np.ndarray  # (N,) group number of each image, -1 for an image in no group
 
 
-def find_duplicates(data_dir: Path, extra_dirs: Sequence[Path], size: int, max_distance: int) -> Duplicates:
-    """Hash, pair and group the images of a dataset (train and test) and of its extra datasets."""
-    images, hashes = load_hashes(open_dataset(data_dir), [open_train_only(d) for d in extra_dirs], size)
-    a, b, distance = find_pairs(hashes, max_distance)
-    return Duplicates(images, a, b, distance, connected_groups(len(hashes), a, b))
+def pair_duplicates(images: Images, prints: Fingerprints, max_distance: int, min_correlation: float) -> Duplicates:
+    """Pairs of ``prints`` within ``max_distance`` bits, checked against ``min_correlation``, and their groups."""
+    a, b, distance = find_pairs(prints.hashes, max_distance)
+    correlation = stain_correlations(prints.check, a, b)
+    twin = correlation >= min_correlation
+    groups = linked_groups(len(prints.hashes), a[twin], b[twin], correlation[twin])
+    return Duplicates(images, a, b, distance, correlation, twin, groups)
+
+
+def find_duplicates(
+    data_dir: Path, extra_dirs: Sequence[Path], size: int, max_distance: int, min_correlation: float
+) -> Duplicates:
+    """Hash, pair, check and group the images of a dataset (train and test) and of its extra datasets."""
+    images, prints = load_fingerprints(open_dataset(data_dir), [open_train_only(d) for d in extra_dirs], size)
+    return pair_duplicates(images, prints, max_distance, min_correlation)
+
+
+def _group_counts(images: Images, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per group: its size, whether it holds a test image, whether it holds a labelled one."""
+    n_groups = int(groups.max(initial=-1)) + 1
+    member = groups >= 0
+    has_test, has_labelled = np.zeros(n_groups, bool), np.zeros(n_groups, bool)
+    np.logical_or.at(has_test, groups[member], images.splits[member] == "test")
+    np.logical_or.at(has_labelled, groups[member], images.labelled[member])
+    return np.bincount(groups[member], minlength=n_groups), has_test, has_labelled
+
+
+def summary(found: Duplicates, max_distance: int, min_correlation: float) -> str:
+    """Counts of pairs, of pairs the check rejected, of groups, the largest group, groups that join test images
+    to labelled ones, twins the linkage kept apart, and label conflicts among twins."""
+    images, groups, twin = found.images, found.groups, found.twin
+    sizes, has_test, has_labelled = _group_counts(images, groups)
+    a, b = found.a[twin], found.b[twin]
+    apart = int(((groups[a] != groups[b]) | (groups[a] < 0)).sum())
+    both = images.labelled[a] & images.labelled[b]
+    conflicts = both & (images.labels[a] != images.labels[b]).any(axis=1)
+    largest = f"{int(sizes.max())} images" if len(sizes) else "none"
+    if len(sizes):
+        first = int(np.flatnonzero(groups == sizes.argmax())[0])
+        largest += f" (group {int(sizes.argmax())}, e.g. {images.splits[first]} image {images.ids[first]})"
+    return (
+        f"pairs within {max_distance} bits: {len(found.a)}; rejected by the stain check (correlation below "
+        f"{min_correlation:g}): {int((~twin).sum())}; twins: {int(twin.sum())}\n"
+        f"groups: {len(sizes)} ({int((groups >= 0).sum())} of {len(groups)} images); largest group: {largest}\n"
+        f"twins the linkage kept in different groups (each not a twin of every member of the other's group): "
+        f"{apart}\n"
+        f"groups joining test images to training images: {int((has_test & has_labelled).sum())}\n"
+        f"twins among training images: {int(both.sum())}, with different labels: {int(conflicts.sum())}"
+    )

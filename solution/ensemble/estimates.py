@@ -20,11 +20,15 @@ predictions concatenated, scored once) mixes the predictions of K different
 sets of cut-offs, which no submission does, and scores 31,072 rows at once,
 which flatters the rare classes; it is a cross-check, and ``nested_fold_std``
 (the spread of the fold scores) tells whether two figures differ at all.
+
+Options that change a rule's fit (``prior_rates``, ``bag``) enter the table as variants beside the rule
+without them (``rule_variants``: ``prior+rates``, ``f1+bag20``, ...), so the table says whether they help.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -47,47 +51,81 @@ def _check_folds(labels: np.ndarray, fold: np.ndarray) -> np.ndarray:
     return folds
 
 
-def _score(
-    rule: str, data: RuleInput, probs: np.ndarray, labels: np.ndarray, options: RuleOptions
-) -> tuple[float, np.ndarray]:
-    """(macro-F1, predictions) of the rule's cut-offs fitted on ``data``, applied to ``probs``."""
-    pred = thresholds.apply(probs, thresholds.fit_rule(rule, data, options), options.at_least_one)
-    return macro_f1(labels, pred), pred
+@dataclass(frozen=True)
+class Variant:
+    """A threshold rule with its options, under the name the table's ``rule`` column gives it."""
+
+    name: str
+    rule: str
+    options: RuleOptions
+
+
+def rule_variants(rules: Sequence[str], options: RuleOptions) -> list[Variant]:
+    """Each rule with the options' shared adjustments alone, then, where ``options`` ask for them, the rule
+    bagged (``{rule}+bag{N}``) and ``prior`` matching ``options.prior_rates`` (``prior+rates``; bagging the OOF
+    rows cannot move rates that come from elsewhere)."""
+    plain = replace(options, prior_rates=None, bag=0)
+    variants = []
+    for rule in rules:
+        variants.append(Variant(rule, rule, plain))
+        if options.bag:
+            variants.append(Variant(f"{rule}+bag{options.bag}", rule, replace(plain, bag=options.bag)))
+        if rule == "prior" and options.prior_rates is not None:
+            variants.append(Variant("prior+rates", rule, replace(plain, prior_rates=options.prior_rates)))
+    return variants
+
+
+def _predict(variant: Variant, data: RuleInput, probs: np.ndarray) -> np.ndarray:
+    """The predictions of the variant's cut-offs fitted on ``data``, applied to ``probs``."""
+    cutoffs = thresholds.fit_rule(variant.rule, data, variant.options)
+    return thresholds.apply(probs, cutoffs, variant.options.at_least_one)
+
+
+def _fold_fits(
+    candidate: Candidate, full: RuleInput, labels: np.ndarray, fold: np.ndarray
+) -> Iterator[tuple[np.ndarray, Candidate, RuleInput]]:
+    """Per fold k: its rows, the candidate (refitted on the other folds where it has ``refit``) and the rule
+    input of the other folds' rows (a subset of ``full``, the candidate's input on every row, where not refitted)."""
+    for k in _check_folds(labels, fold):
+        held = fold == k
+        if candidate.refit is None:
+            yield held, candidate, full.take_rows(~held)
+        else:  # the weights too are fitted on the other folds only
+            model = candidate.refit(~held)
+            yield held, model, RuleInput(np.asfortranarray(model.oof), labels, model.test).take_rows(~held)
+
+
+def nested_prediction(candidate: Candidate, labels: np.ndarray, fold: np.ndarray, variant: Variant) -> np.ndarray:
+    """(N, C) 0/1 OOF predictions in which each fold's rows are cut by a fit on the other folds only."""
+    labels = np.asfortranarray(labels, dtype=np.uint8)
+    pred = np.zeros(labels.shape, dtype=np.uint8)
+    full = RuleInput(np.asfortranarray(candidate.oof), labels, candidate.test)
+    for held, model, data in _fold_fits(candidate, full, labels, np.asarray(fold)):
+        pred[held] = _predict(variant, data, model.oof[held])
+    return pred
 
 
 def _candidate_rows(
-    candidate: Candidate,
-    labels: np.ndarray,
-    fold: np.ndarray,
-    folds: np.ndarray,
-    rules: Sequence[str],
-    options: RuleOptions,
+    candidate: Candidate, labels: np.ndarray, fold: np.ndarray, variants: Sequence[Variant]
 ) -> list[dict]:
     full = RuleInput(np.asfortranarray(candidate.oof), labels, candidate.test)
-    in_sample = {rule: _score(rule, full, candidate.oof, labels, options)[0] for rule in rules}
-    fold_scores: dict[str, list[float]] = {rule: [] for rule in rules}
-    pooled = {rule: np.zeros(labels.shape, dtype=np.uint8) for rule in rules}
-    for k in folds:
-        held = fold == k
-        train = ~held
-        if candidate.refit is None:
-            model, data = candidate, full.take_rows(train)
-        else:  # the weights too are fitted on the other folds only
-            model = candidate.refit(train)
-            data = RuleInput(np.asfortranarray(model.oof), labels, model.test).take_rows(train)
-        for rule in rules:
-            score, pooled[rule][held] = _score(rule, data, model.oof[held], labels[held], options)
-            fold_scores[rule].append(score)
+    in_sample = {v.name: macro_f1(labels, _predict(v, full, candidate.oof)) for v in variants}
+    fold_scores: dict[str, list[float]] = {v.name: [] for v in variants}
+    pooled = {v.name: np.zeros(labels.shape, dtype=np.uint8) for v in variants}
+    for held, model, data in _fold_fits(candidate, full, labels, fold):
+        for v in variants:
+            pooled[v.name][held] = _predict(v, data, model.oof[held])
+            fold_scores[v.name].append(macro_f1(labels[held], pooled[v.name][held]))
     return [
         {
             "candidate": candidate.name,
-            "rule": rule,
-            "in_sample_macro_f1": in_sample[rule],
-            "nested_macro_f1": float(np.mean(fold_scores[rule])),
-            "nested_pooled_macro_f1": macro_f1(labels, pooled[rule]),
-            "nested_fold_std": float(np.std(fold_scores[rule])),
+            "rule": v.name,
+            "in_sample_macro_f1": in_sample[v.name],
+            "nested_macro_f1": float(np.mean(fold_scores[v.name])),
+            "nested_pooled_macro_f1": macro_f1(labels, pooled[v.name]),
+            "nested_fold_std": float(np.std(fold_scores[v.name])),
         }
-        for rule in rules
+        for v in variants
     ]
 
 
@@ -98,13 +136,15 @@ def estimate_table(
     rules: Sequence[str] = tuple(thresholds.RULES),
     options: RuleOptions | None = None,
 ) -> pd.DataFrame:
-    """One row per (candidate, rule), in the given orders, with the columns of ``COLUMNS``."""
+    """One row per (candidate, rule variant of ``rule_variants``), in the given orders, with the columns of
+    ``COLUMNS``."""
     options = options or RuleOptions()
     for rule in rules:
         thresholds.RULES.check(rule)
     labels = np.asfortranarray(labels, dtype=np.uint8)  # column-major: the fits take class rows without a copy
-    folds = _check_folds(labels, fold)
-    rows = [row for c in candidates for row in _candidate_rows(c, labels, np.asarray(fold), folds, rules, options)]
+    _check_folds(labels, fold)
+    variants = rule_variants(rules, options)
+    rows = [row for c in candidates for row in _candidate_rows(c, labels, np.asarray(fold), variants)]
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 

@@ -210,7 +210,7 @@ def _loaders(
     extras = [load_images(e, "train", e.train_ids, cfg.image_size) for e in extra_datasets]
     all_images = StackedImages([images, *extras])  # extra images: training side only, after the competition's
     all_labels = np.concatenate([dataset.train_labels, *(e.train_labels for e in extra_datasets)])
-    train_pos = np.concatenate([train_pos, np.arange(len(images), len(all_images))])
+    train_pos = np.concatenate([train_pos, folds.extra_rows(fold, extra_datasets, first=len(images))])
     sampler = None
     if cfg.oversample:  # each rank draws its own share, from its own generator
         draws = len(train_pos) // ctx.world_size
