@@ -182,3 +182,11 @@ def test_malformed_rows_name_their_line(tmp_path, row, match):
         read_list(path)
     with pytest.raises(SystemExit, match="error: .*list.csv" + match):
         main(["--csv", str(path), "--out", str(tmp_path / "out"), "--base-url", "http://127.0.0.1:9/images"])
+
+
+def test_an_out_folder_the_downloader_did_not_write_is_refused(tiny_dataset, tmp_path):
+    labels = (tiny_dataset / "train.csv").read_bytes()
+    path = write_list(tmp_path / "list.csv", ["1_800_A6_1"])
+    with pytest.raises(SystemExit, match=r"error: --out .*data: holds files the downloader did not write \(sample_sub"):
+        main(["--csv", str(path), "--out", str(tiny_dataset), "--base-url", "http://127.0.0.1:9/images"])
+    assert (tiny_dataset / "train.csv").read_bytes() == labels and not (tiny_dataset / "external.json").exists()

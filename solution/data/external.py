@@ -21,8 +21,9 @@ folder and renamed, so an interrupted run never leaves half a file (a killed
 one may leave a temporary, which the next run removes). An Id that
 still fails after its retries is listed with the reason in ``DIR/failed.csv``,
 left out of train.csv, and makes the command exit with status 1; its stains
-that did arrive are kept for the next run. ``DIR/external.json`` records the
-image size, so a rerun at another size is refused rather than mixing sizes.
+that did arrive are kept for the next run. ``DIR/external.json``, written first, marks the folder as the
+downloader's and records the image size: a rerun at another size is refused rather than mixing sizes, and a
+folder with files but no mark (e.g. the competition dataset, whose train.csv would be replaced) is refused.
 """
 
 from __future__ import annotations
@@ -99,8 +100,10 @@ def png_path(out_dir: Path, image_id: str, stain: str) -> Path:
     return out_dir / "train" / f"{image_id}_{stain}.png"
 
 
-def _check_size(out_dir: Path, size: int, base_url: str) -> None:
-    """Record the image size in ``external.json``; refuse to add images of another size to a folder."""
+def _claim(out_dir: Path, size: int, base_url: str) -> None:
+    """Mark ``out_dir`` as the downloader's with ``external.json`` (its first file, recording the image size), or
+    check an earlier run's mark. A folder with files but no mark (the competition dataset, say) is refused: the
+    download would replace its train.csv. Images of another size are refused rather than mixed."""
     meta_path = out_dir / META_FILE
     if meta_path.is_file():
         earlier = read_json(meta_path).get("size")
@@ -108,8 +111,14 @@ def _check_size(out_dir: Path, size: int, base_url: str) -> None:
             raise DatasetError(
                 f"{out_dir} holds images of {earlier} px; rerun with --size {earlier} or use another folder"
             )
-    else:
-        atomic_write_json(meta_path, {"size": size, "base_url": base_url})
+        return
+    held = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
+    if held:
+        raise DatasetError(
+            f"--out {out_dir}: holds files the downloader did not write ({', '.join(held[:3])}; no {META_FILE}), "
+            f"and the download would replace its train.csv: give a new or empty folder"
+        )
+    atomic_write_json(meta_path, {"size": size, "base_url": base_url})
 
 
 def _is_transient(exc: Exception) -> bool:
@@ -176,8 +185,8 @@ def download(
         raise DatasetError(f"--base-url must be an http:// or https:// URL, got {base_url!r}")
     entries = read_list(csv_path)
     out_dir = Path(out_dir)
-    (out_dir / "train").mkdir(parents=True, exist_ok=True)
-    _check_size(out_dir, size, base_url)
+    _claim(out_dir, size, base_url)
+    (out_dir / "train").mkdir(exist_ok=True)
     for stale in (out_dir / "train").glob(".*.tmp"):  # left by a killed run
         stale.unlink()
     missing = {e.image_id: [s for s in STAINS if not png_path(out_dir, e.image_id, s).is_file()] for e in entries}
