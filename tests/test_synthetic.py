@@ -136,6 +136,17 @@ def test_a_partial_folder_left_by_a_killed_run_is_replaced(tmp_path: Path) -> No
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and not (tmp_path / "out" / OWN_MARK).exists()
 
 
+@pytest.mark.parametrize("out", [".", "..", "sub/.."])
+def test_the_current_folder_or_one_holding_it_is_refused(tmp_path: Path, monkeypatch, out: str) -> None:
+    here = tmp_path / "here"
+    (here / "sub").mkdir(parents=True)
+    (here / "notes.txt").write_text("keep")
+    monkeypatch.chdir(here)
+    with pytest.raises(SystemExit, match="error: .* is the current folder or holds it"):
+        main([out, "--n-train", "2", "--n-test", "1", "--size", "32", "--force"])
+    assert (here / "notes.txt").read_text() == "keep" and sorted(p.name for p in tmp_path.iterdir()) == ["here"]
+
+
 def _green_inside_outside_nucleus(labels: list[int]) -> tuple[float, float]:
     inside, outside = [], []
     for seed in range(5):

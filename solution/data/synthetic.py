@@ -616,6 +616,15 @@ def _check_ours(path: Path) -> None:
         )
 
 
+def _check_output(out: Path, force: bool) -> None:
+    """The output may be replaced whole (``force``), so it must not be the current folder or one holding it."""
+    here = Path.cwd().resolve()
+    if out.resolve() == here or out.resolve() in here.parents:
+        raise ConfigError(f"{out} is the current folder or holds it, and the output is replaced whole: name a new one")
+    if (out.exists() or out.is_symlink()) and not force:
+        raise ConfigError(f"{out} already exists; pass --force to replace it")
+
+
 def _swap_in(partial: Path, out: Path) -> None:
     """Move the finished dataset into place; an old one is moved aside (marked as the generator's) first, so a
     crash at any point leaves either the old or the new dataset under ``out``'s name or beside it."""
@@ -652,9 +661,8 @@ def generate(
             f"need --n-train >= 1, --n-test >= 1, --seed >= 0, --size >= {MIN_SIZE}; "
             f"got {n_train}, {n_test}, {seed}, {size}"
         )
-    out = Path(out_dir)
-    if (out.exists() or out.is_symlink()) and not force:
-        raise ConfigError(f"{out} already exists; pass --force to replace it")
+    out = Path(os.path.abspath(out_dir))  # '.' and 'a/..' get a name to put .partial beside
+    _check_output(out, force)
     partial = out.with_name(out.name + ".partial")
     for beside in (partial, out.with_name(out.name + ".old")):
         _check_ours(beside)
@@ -678,4 +686,4 @@ def generate(
     blank = [(image_id, "0") for image_id, _ in targets[n_train:]]
     _write_csv(partial / "sample_submission.csv", ("Id", "Predicted"), blank)
     _swap_in(partial, out)
-    return out
+    return Path(out_dir)
