@@ -80,9 +80,12 @@ def atomic_write_csv(path: Path | str, df: pd.DataFrame) -> None:
         df.to_csv(tmp, index=False)
 
 
-def atomic_write_parquet(path: Path | str, df: pd.DataFrame) -> None:
+def atomic_write_parquet(path: Path | str, df: pd.DataFrame) -> str:
+    """Write ``df`` to ``path`` atomically; returns the ``file_hash`` of the bytes written, taken before the
+    rename, so that a manifest records this process's file even if another one renames over it."""
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
+        return file_hash(tmp)
 
 
 @contextmanager
