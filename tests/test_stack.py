@@ -2,6 +2,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
+from solution import stack as stack_command
 from solution.core.errors import ConfigError
 from solution.ensemble import stacking
 from solution.ensemble.stacking import all_features, class_features, stack
@@ -82,3 +83,11 @@ def test_unknown_feature_set():
     labels, x = noisy_truth(50, 2, 6)
     with pytest.raises(ConfigError, match="registered: class, all"):
         stack(x, labels, np.arange(50) % 5, x, features="nope")
+
+
+def test_the_stack_is_not_stacked_over_itself(trained):
+    stack_command.main([])
+    before = (trained / "oof" / "stack" / "manifest.json").read_bytes()
+    with pytest.raises(SystemExit, match=r"error: --experiments: 'stack' is the stacker's own output"):
+        stack_command.main(["--experiments", "tiny_effnet", "stack"])
+    assert (trained / "oof" / "stack" / "manifest.json").read_bytes() == before

@@ -160,6 +160,11 @@ def stack_experiments(
     """Stack the named prediction sets (default: every experiment under ``oof_dir``) into ``oof_dir/stack/``:
     ``blend`` x LightGBM + (1 - ``blend``) x their plain mean. Returns the table of OOF macro-F1 to print."""
     names = names or list_experiments(oof_dir)
+    if STACK_NAME in names:
+        raise ConfigError(
+            f"--experiments: {STACK_NAME!r} is the stacker's own output ({oof_dir / STACK_NAME}/), which this run "
+            "writes: name the experiments to stack"
+        )
     if not names:
         raise ArtifactError(f"no experiments in {oof_dir}/: run scripts/train_folds.sh first")
     loaded = load_aligned(names, oof_dir, folds_dir, data_dir)
