@@ -177,6 +177,16 @@ def test_a_csv_in_another_encoding_is_named(tmp_path):
         read_labels_csv(tmp_path / "train.csv")
 
 
+def test_a_field_beyond_the_csv_limit_is_named_with_its_line(tmp_path):
+    (tmp_path / "train.csv").write_text("Id,Target\na,1\nb," + "1 " * 100_000 + "\n")
+    with pytest.raises(DatasetError, match=r"train.csv:3: not a CSV row of Id,Target \(field larger than field limit"):
+        read_labels_csv(tmp_path / "train.csv")
+    (tmp_path / "train.csv").write_text("Id,Target\na,1\nb," + "1 " * 50_000 + "\n")  # within the limit
+    with pytest.raises(DatasetError, match=r"train.csv:3: repeated label in Target '1 1 1 ") as err:
+        read_labels_csv(tmp_path / "train.csv")
+    assert len(str(err.value)) < 500
+
+
 def test_float_images_in_0_1_are_scaled_and_others_refused(tmp_path):
     ramp = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
     np.testing.assert_array_equal(stain_plane(ramp, "green", "f.tif"), np.rint(ramp * 255).astype(np.uint8))
