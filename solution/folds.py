@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from solution.artifacts.folds import ensure_folds
-from solution.core.cli import user_errors
+from solution.core.cli import seed_int, user_errors
 from solution.core.workspace import FOLDS_DIR
 
 
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", type=Path, default=FOLDS_DIR, help="folder for folds.csv and folds.json")
     parser.add_argument("--n-folds", type=int, default=None, help="default: the existing folds' or 5")
-    parser.add_argument("--seed", type=int, default=None, help="default: the existing folds' or 42")
+    parser.add_argument("--seed", type=seed_int, default=None, help="default: the existing folds' or 42")
     parser.add_argument(
         "--extra",
         type=Path,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from solution.core.cli import add_data_args, add_oof_arg, user_errors
+from solution.core.cli import add_data_args, add_oof_arg, seed_int, user_errors
 from solution.ensemble.stacking import FEATURE_SETS, StackOptions, stack_experiments
 
 log = logging.getLogger(__spec__.name)
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--mean-below", type=int, default=StackOptions.mean_below, help="a class with fewer positives keeps the mean"
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_int, default=0)
     parser.add_argument("--n-jobs", type=int, default=1, help="LightGBM threads (more only help on idle cores)")
     args = parser.parse_args(argv)
     if not 0 <= args.blend <= 1:

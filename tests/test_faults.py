@@ -242,3 +242,20 @@ def test_a_fold_with_one_training_image_is_refused_before_batchnorm(tmp_path, mo
     folds.main(["--data", str(data), "--n-folds", "2"])
     with pytest.raises(SystemExit, match="fold 0 leaves fewer than 2 training images per process"):
         train.main(["--config", "c.yaml", "--fold", "0"])
+
+
+@pytest.mark.parametrize("command, seed", [(folds, "-1"), (folds, "4294967296"), (stack, "-1")])
+def test_a_seed_out_of_range_names_the_option_and_the_range(trained, tiny_dataset_master, capsys, command, seed):
+    argv = ["--data", str(tiny_dataset_master), "--out", "new_folds"] if command is folds else []
+    with pytest.raises(SystemExit) as exit_:
+        command.main([*argv, "--seed", seed])
+    assert exit_.value.code == 2
+    assert f"error: argument --seed: a seed must lie in [0, 4294967295], got {seed}" in capsys.readouterr().err
+
+
+def test_the_largest_seed_trains_a_fold_it_is_added_to(tiny_dataset, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yaml").write_text("backbone: test_resnet\nimage_size: 32\nepochs: 1\nnum_workers: 0\ntta: none\n")
+    folds.main(["--data", str(tiny_dataset)])
+    train.main(["--config", "c.yaml", "--fold", "1", "--seed", str(2**32 - 1)])  # numpy is seeded with 0
+    assert json.loads((tmp_path / "runs" / "c" / "fold1" / "metrics.json").read_text())["fold"] == 1

@@ -71,3 +71,14 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding (and so iterative-stratification's folds) takes 0..2**32 - 1
+
+
+def seed_int(text: str) -> int:
+    """An argparse type: a random seed, an integer in [0, 2**32 - 1]."""
+    value = int(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"a seed must lie in [0, {MAX_SEED}], got {value}")
+    return value

@@ -346,7 +346,7 @@ def _train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, fold: int
     if ctx.is_main:
         save_config(cfg, out / "config.yaml")
     images, stats = _open_train_cache(cfg, dataset, ctx)
-    seed_everything(cfg.seed + fold)
+    seed_everything((cfg.seed + fold) % 2**32)  # numpy's seed lies in [0, 2**32 - 1], as cfg.seed does
     train_loader, val_loader = _loaders(cfg, dataset, images, open_extras(folds), folds, fold, ctx)
     engine = _engine(cfg, stats, max(1, len(train_loader) // cfg.accumulate), ctx)
     progress = _resume(out / "last.pt", cfg, folds, engine)
