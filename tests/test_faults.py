@@ -4,13 +4,15 @@ import errno
 import json
 import os
 import shutil
+from pathlib import Path
 
 import cv2
+import matplotlib.figure
 import numpy as np
 import pandas as pd
 import pytest
 
-from solution import folds, make_submission, stack, train
+from solution import folds, make_submission, report, stack, train
 from solution.artifacts.folds import Folds, ensure_folds, read_folds
 from solution.artifacts.oof import probs_frame, read_predictions, write_predictions
 from solution.core.errors import ArtifactError, ConfigError, DatasetError
@@ -147,6 +149,30 @@ def test_disk_full_is_a_clean_error(trained, monkeypatch):
     with pytest.raises(SystemExit, match=r"No space left on device \(oof/stack/oof.parquet\)"):
         stack.main([])
     assert not (trained / "oof" / "stack").exists() or not list((trained / "oof" / "stack").glob(".*.tmp"))
+
+
+def test_a_full_disk_as_pyarrow_reports_it_names_the_file(trained, monkeypatch):
+    def full(*args, **kwargs):  # what pyarrow raises on ENOSPC: no file named
+        raise OSError(errno.ENOSPC, "Error writing bytes to file. Detail: [errno 28] No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", full)
+    with pytest.raises(SystemExit, match=r"error: Error writing bytes to file.* \(oof/stack/oof.parquet\)"):
+        stack.main([])
+
+
+def test_a_full_disk_under_the_report_names_the_file(trained, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    for owner, writer, named in [
+        (matplotlib.figure.Figure, "savefig", r"[\w.-]+\.png"),
+        (Path, "write_text", "index.html"),
+    ]:
+        with monkeypatch.context() as patch:
+            patch.setattr(owner, writer, full)
+            with pytest.raises(SystemExit, match=rf"error: No space left on device \(elsewhere/{named}\)"):
+                report.main(["--out", "elsewhere"])
+    assert not list((trained / "elsewhere").glob(".*.tmp"))
 
 
 def test_folds_cli_keeps_existing_folds_when_no_setting_is_given(trained, tiny_dataset_master):
