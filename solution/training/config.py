@@ -202,7 +202,7 @@ class _ConfigLoader(yaml.SafeLoader):
         self._sizes: dict[int, int] = {}  # id(node) -> nodes it stands for, aliases counted as their targets
         self._open: list[str | None] = []  # anchors of the nodes being composed, outermost first
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
             self._count_alias(event)
@@ -214,9 +214,9 @@ class _ConfigLoader(yaml.SafeLoader):
             self._open.pop()
 
     def _count_alias(self, event: yaml.AliasEvent) -> None:
-        line = event.start_mark.line + 1
+        line = event.start_mark.line + 1 if event.start_mark else "?"
         if event.anchor in self._open:
-            raise ConfigError(f"line {line}: alias *{clip(event.anchor)} stands inside its own anchor")
+            raise ConfigError(f"line {line}: alias *{clip(str(event.anchor))} stands inside its own anchor")
         if event.anchor in self.anchors:  # an unknown one is PyYAML's error
             self._alias_nodes += self._size(self.anchors[event.anchor])
         if self._alias_nodes > MAX_ALIAS_NODES:
