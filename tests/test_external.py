@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import png_header_only
 
 from solution.core.errors import DatasetError
 from solution.data.external import download, read_list
@@ -220,6 +221,13 @@ def test_an_out_folder_the_downloader_did_not_write_is_refused(tiny_dataset, tmp
     with pytest.raises(SystemExit, match=r"error: --out .*data: holds files the downloader did not write \(sample_sub"):
         main(["--csv", str(path), "--out", str(tiny_dataset), "--base-url", "http://127.0.0.1:9/images"])
     assert (tiny_dataset / "train.csv").read_bytes() == labels and not (tiny_dataset / "external.json").exists()
+
+
+def test_an_image_beyond_the_pixel_limit_fails_at_once_by_its_header(server, tmp_path):
+    huge = server.path("1_800_A6_1", "blue")
+    (tmp_path / "www" / huge.lstrip("/")).write_bytes(png_header_only(9000, 9000))
+    reason = fetch(server, tmp_path, ["1_800_A6_1"]).failed["1_800_A6_1"]
+    assert "blue: " in reason and "9000 x 9000 pixels, beyond the limit of" in reason and "1 attempt(s)" in reason
 
 
 def test_a_file_that_trickles_in_fails_at_its_deadline(server, tmp_path):

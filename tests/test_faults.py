@@ -11,6 +11,7 @@ import matplotlib.figure
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import png_header_only
 
 from solution import folds, make_submission, report, stack, train
 from solution.artifacts.folds import Folds, ensure_folds, read_folds
@@ -19,7 +20,7 @@ from solution.core.errors import ArtifactError, ConfigError, DatasetError
 from solution.core.fileio import atomic_write_text
 from solution.core.tables import read_labels_csv
 from solution.data.cache import load_images
-from solution.data.images import stain_plane
+from solution.data.images import read_image, stain_plane
 from solution.data.layout import open_dataset
 from solution.data.synthetic import generate
 from solution.training.config import build_config
@@ -229,6 +230,15 @@ def test_16_bit_images_use_their_range_and_warn_on_12_bit_data(caplog):
     assert (
         out.max() == round(4000 * 255 / 65535) and "cam.png: 16-bit image whose values stay below 4096" in caplog.text
     )
+
+
+@pytest.mark.parametrize("side, match", [(9000, "9000 x 9000 pixels, beyond"), (30000, "an image beyond")])
+def test_an_image_beyond_the_pixel_limit_is_refused_by_its_header(tiny_dataset, side, match):
+    dataset = open_dataset(tiny_dataset)
+    paths = dataset.image_paths("train", dataset.train_ids[0])
+    paths[2].write_bytes(png_header_only(side, side))
+    with pytest.raises(DatasetError, match=f"{paths[2].name}: {match} the limit of 67,108,864 pixels"):
+        read_image(paths, 32)
 
 
 def test_a_float_tiff_caches_its_pixels_not_zeros(tiny_dataset, tmp_path):

@@ -17,7 +17,8 @@ other client errors (404) fail at once. ``--timeout`` bounds each socket read;
 ``--deadline`` bounds each attempt at a file as a whole (connecting, headers and
 body: a server that sends a byte a second cannot hold a file for a day), by
 shutting its socket down when it passes. A file over ``--max-mib`` MiB (by its
-Content-Length, or as its body arrives) fails at once, unread. Ctrl-C stops the
+Content-Length, or as its body arrives) fails at once, unread, as does an image
+beyond the layout's pixel limit (``images.MAX_PIXELS``, by its header). Ctrl-C stops the
 fetches in flight at once (their sockets too), cancels the queued ones and keeps
 every PNG already written; a rerun resumes.
 
@@ -35,6 +36,7 @@ folder with files but no mark (e.g. the competition dataset, whose train.csv wou
 from __future__ import annotations
 
 import http.client
+import io
 import logging
 import re
 import socket
@@ -53,10 +55,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from solution.core.errors import DatasetError
+from solution.core.errors import DatasetError, KitError
 from solution.core.fileio import atomic_path, atomic_write_csv, atomic_write_json, read_json
 from solution.core.tables import parse_target, read_rows
-from solution.data.images import stain_plane
+from solution.data.images import check_pixels, stain_plane
 from solution.data.layout import STAINS
 
 log = logging.getLogger(__spec__.name)
@@ -142,7 +144,10 @@ def _claim(out_dir: Path, size: int, base_url: str) -> None:
 
 
 def _is_transient(exc: Exception) -> bool:
-    """Worth retrying: network and server errors, timeouts, truncated or undecodable payloads."""
+    """Worth retrying: network and server errors, timeouts, truncated or undecodable payloads; not an image
+    the kit refuses (beyond the pixel limit: a ``KitError``)."""
+    if isinstance(exc, KitError):
+        return False
     if isinstance(exc, urllib.error.HTTPError):
         return exc.code >= 500 or exc.code in RETRIED_HTTP_CODES
     return isinstance(exc, (OSError, http.client.HTTPException, ValueError))
@@ -290,6 +295,7 @@ class Fetcher:
     def plane(self, url: str, stain: str) -> np.ndarray:
         """One stain: download, decode, reduce to the stain's plane, area-resize to (size, size)."""
         data = self.fetch(url)
+        check_pixels(io.BytesIO(data), url)
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
         if image is None:
             raise ValueError(f"not a decodable image ({len(data)} bytes)")
