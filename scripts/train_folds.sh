@@ -14,9 +14,36 @@
 #   --jobs N          train N folds at once, one process each: each gets its own GPU (from
 #                     CUDA_VISIBLE_DEVICES, or all that torch sees) or, without GPUs, its share of the cores
 #   NPROC_PER_NODE=N  (environment) train each fold on N GPUs (or N CPU processes) through torchrun and DDP
+# A TERM or INT to the script (Ctrl-C included) ends every stage it started, and their fold locks with them;
+# it exits with 143 or 130, and a rerun resumes.
 set -euo pipefail
 kit="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [[ -z "${VIRTUAL_ENV:-}" && -x "$kit/.venv/bin/python" ]]; then export PATH="$kit/.venv/bin:$PATH"; fi
+
+# Each stage runs as a background job in its own process group (set -m) while the script waits for it, so
+# the script's traps run at once (bash defers them while a foreground command runs), Ctrl-C at the terminal
+# reaches the script alone (never half the stages: background jobs would ignore it), and stop() ends each
+# stage with its children (torchrun's workers, data loaders) by signalling its group.
+set -m
+stages=()
+start() { "$@" & stages+=("$!"); }
+finish() { # wait for every started stage; the status of the last that failed
+    local pid status=0
+    for pid in ${stages[@]+"${stages[@]}"}; do wait "$pid" || status=$?; done
+    stages=()
+    return "$status"
+}
+run() { start "$@"; finish; }
+stop() {
+    trap - TERM INT
+    local pid
+    for pid in ${stages[@]+"${stages[@]}"}; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+    for pid in ${stages[@]+"${stages[@]}"}; do wait "$pid" 2>/dev/null || true; done
+    echo "train_folds.sh: stopped by SIG$1; finished folds are kept and killed ones resume: rerun the same command" >&2
+    exit "$2"
+}
+trap 'stop TERM 143' TERM
+trap 'stop INT 130' INT
 
 data=""
 extra=()
@@ -45,7 +72,7 @@ if [[ "$jobs" -gt 1 && "${NPROC_PER_NODE:-1}" -gt 1 ]]; then
 fi
 if [[ -z "$data" ]]; then
     data=data/demo
-    [[ -f "$data/train.csv" ]] || python -m solution.synthetic "$data"
+    [[ -f "$data/train.csv" ]] || run python -m solution.synthetic "$data"
 fi
 if [[ ${#configs[@]} -eq 0 ]]; then configs=("$kit"/configs/demo/*.yaml); fi
 for c in "${configs[@]}"; do
@@ -54,7 +81,7 @@ done
 
 # Folds in parallel: job j trains folds j, j + N, ...; each job gets one GPU, or its share of the cores.
 train_parallel() {
-    local config=$1 n_folds gpus pids=() j k folds
+    local config=$1 n_folds gpus j k folds
     n_folds=$(python -c "import json; print(json.load(open('folds/folds.json'))['n_folds'])")
     IFS=, read -r -a gpus <<< "${CUDA_VISIBLE_DEVICES-$(python -c \
         "import torch; print(','.join(map(str, range(torch.cuda.device_count()))))")}"
@@ -63,32 +90,29 @@ train_parallel() {
         for ((k = j; k < n_folds; k += jobs)); do folds+=("$k"); done
         [[ ${#folds[@]} -gt 0 ]] || continue
         if [[ ${#gpus[@]} -gt 0 && -n "${gpus[0]}" ]]; then
-            CUDA_VISIBLE_DEVICES="${gpus[j % ${#gpus[@]}]}" TQDM_DISABLE=1 \
-                python -m solution.train --config "$config" --data "$data" --fold "${folds[@]}" &
+            start env CUDA_VISIBLE_DEVICES="${gpus[j % ${#gpus[@]}]}" TQDM_DISABLE=1 \
+                python -m solution.train --config "$config" --data "$data" --fold "${folds[@]}"
         else
-            OMP_NUM_THREADS=$(( $(nproc) / jobs > 0 ? $(nproc) / jobs : 1 )) TQDM_DISABLE=1 \
-                python -m solution.train --config "$config" --data "$data" --fold "${folds[@]}" &
+            start env OMP_NUM_THREADS=$(( $(nproc) / jobs > 0 ? $(nproc) / jobs : 1 )) TQDM_DISABLE=1 \
+                python -m solution.train --config "$config" --data "$data" --fold "${folds[@]}"
         fi
-        pids+=($!)
     done
-    local failed=0
-    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
-    return $failed
+    finish
 }
 
 if [[ ${#extra[@]} -gt 0 ]]; then
-    python -m solution.folds --data "$data" --extra "${extra[@]}" --extra-conflicts "$conflicts"
+    run python -m solution.folds --data "$data" --extra "${extra[@]}" --extra-conflicts "$conflicts"
 else
-    python -m solution.folds --data "$data"
+    run python -m solution.folds --data "$data"
 fi
 for c in "${configs[@]}"; do
     echo "=== $c"
     if [[ "$jobs" -gt 1 ]]; then
         train_parallel "$c"
     elif [[ "${NPROC_PER_NODE:-1}" -gt 1 ]]; then
-        torchrun --standalone --nproc_per_node "$NPROC_PER_NODE" -m solution.train --config "$c" --data "$data"
+        run torchrun --standalone --nproc_per_node "$NPROC_PER_NODE" -m solution.train --config "$c" --data "$data"
     else
-        python -m solution.train --config "$c" --data "$data"
+        run python -m solution.train --config "$c" --data "$data"
     fi
-    python -m solution.predict --config "$c" --data "$data"
+    run python -m solution.predict --config "$c" --data "$data"
 done

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from solution.core.cli import user_errors
 from solution.core.errors import DatasetError
-from solution.data.external import DEFAULT_BASE_URL, FAILED_FILE, download
+from solution.data.external import DEFAULT_BASE_URL, DEFAULT_DEADLINE, DEFAULT_MAX_MIB, FAILED_FILE, download
 
 log = logging.getLogger(__spec__.name)
 
@@ -32,14 +33,40 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--retries", type=int, default=3, help="retries of a file after a transient failure")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per socket operation")
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=DEFAULT_DEADLINE,
+        help="seconds for one attempt at a whole file, from connecting to its last byte",
+    )
+    parser.add_argument(
+        "--max-mib", type=int, default=DEFAULT_MAX_MIB, help="the largest file accepted, in MiB (larger ones fail)"
+    )
     args = parser.parse_args(argv)
-    for name in ("size", "workers", "timeout"):
+    for name in ("size", "workers", "timeout", "deadline", "max_mib"):
         if getattr(args, name) <= 0:
-            parser.error(f"--{name} must be positive")
+            parser.error(f"--{name.replace('_', '-')} must be positive")
     if args.retries < 0:
         parser.error("--retries must be 0 or more")
     with user_errors():
-        report = download(args.csv, args.out, args.size, args.workers, args.base_url, args.retries, args.timeout)
+        try:
+            report = download(
+                args.csv,
+                args.out,
+                args.size,
+                args.workers,
+                args.base_url,
+                args.retries,
+                args.timeout,
+                deadline=args.deadline,
+                max_bytes=args.max_mib << 20,
+            )
+        except KeyboardInterrupt:
+            print(
+                f"error: interrupted; the stains in {args.out} are kept: rerun the same command to fetch the rest",
+                file=sys.stderr,
+            )
+            sys.exit(130)
         log.info(
             f"{len(report.fetched)} images fetched, {len(report.skipped)} already complete, {len(report.failed)} failed"
         )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from solution.artifacts.folds import DEFAULT_MAX_FOLD_IMBALANCE, EXTRA_CONFLICTS, ensure_folds
 from solution.core.cli import user_errors
-from solution.core.registry import NON_NEGATIVE
+from solution.core.registry import NON_NEGATIVE, SEED
 from solution.core.workspace import FOLDS_DIR
 
 
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", type=Path, default=FOLDS_DIR, help="folder for folds.csv and folds.json")
     parser.add_argument("--n-folds", type=int, default=None, help="default: the existing folds' or 5")
-    parser.add_argument("--seed", type=int, default=None, help="default: the existing folds' or 42")
+    parser.add_argument("--seed", type=SEED.arg_type(int), default=None, help="default: the existing folds' or 42")
     parser.add_argument(
         "--extra",
         type=Path,

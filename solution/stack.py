@@ -11,7 +11,7 @@ import argparse
 import logging
 
 from solution.core.cli import add_data_args, add_oof_arg, user_errors
-from solution.core.registry import FRACTION, NON_NEGATIVE, Interval
+from solution.core.registry import FRACTION, NON_NEGATIVE, SEED, Interval
 from solution.ensemble.stacking import FEATURE_SETS, StackOptions, stack_experiments
 
 log = logging.getLogger(__spec__.name)
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
         default=StackOptions.mean_below,
         help="a class with fewer positives keeps the mean",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=SEED.arg_type(int), default=0)
     parser.add_argument(
         "--n-jobs", type=Interval(1).arg_type(int), default=1, help="LightGBM threads (more only help on idle cores)"
     )

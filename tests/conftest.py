@@ -1,5 +1,7 @@
 import os
 import shutil
+import struct
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -96,6 +98,21 @@ def trained(trained_master, tmp_path, monkeypatch) -> Path:
 def hpav18_dir() -> Path:
     """Two real HPAv18 fields, reduced in size (see fixtures/hpav18/README.md)."""
     return FIXTURES / "hpav18"
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims ``width`` x ``height`` 8-bit grey pixels and holds one row: a few dozen bytes."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(bytes(width + 1)))
+        + chunk(b"IEND", b"")
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

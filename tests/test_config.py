@@ -1,9 +1,10 @@
 import argparse
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
-from solution.training.config import ConfigError, add_override_args, load_config, overrides_from_args
+from solution.training.config import ConfigError, add_override_args, load_config, overrides_from_args, read_yaml
 
 
 def write(tmp_path, text, name="exp.yaml"):
@@ -76,3 +77,45 @@ def test_loss_mix_from_yaml_and_command_line(tmp_path):
         load_config(write(tmp_path, "loss: {focal: 1.0, lovas: 0.5}\n"))
     with pytest.raises(ConfigError, match="loss"):
         load_config(write(tmp_path, "loss: {focal: -1}\n"))
+
+
+def test_a_key_given_twice_names_the_file_the_key_and_both_lines(tmp_path):
+    with pytest.raises(ConfigError, match=r"exp.yaml: key 'epochs' is given twice \(lines 1 and 3\); keep one"):
+        load_config(write(tmp_path, "epochs: 3\nlr: 0.01\nepochs: 5\n"))
+    with pytest.raises(ConfigError, match=r"exp.yaml: key 'focal' is given twice \(lines 2 and 3\)"):
+        load_config(write(tmp_path, "loss:\n  focal: 1\n  focal: 2\n"))
+    merged = read_yaml(write(tmp_path, "base: &b {epochs: 3}\nrun: {<<: *b, epochs: 5}\n"))
+    assert merged["run"] == {"epochs": 5}  # a merge key's value may be overridden: no key given twice
+
+
+def test_a_config_in_another_encoding_is_named(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_bytes("backbone: résnet\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"exp.yaml: not UTF-8 text \(byte 11\); save it as UTF-8"):
+        load_config(path)
+
+
+def test_nested_aliases_are_refused_before_they_are_built(tmp_path):
+    """A "billion laughs": 326 bytes whose aliases stand for 9**8 strings (a 350 MB error line, 750 MB before)."""
+    lines = ["drop_rate:", '  - &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"  - &{b} [{','.join([f'*{a}'] * 9)}]" for a, b in zip("abcdefg", "bcdefgh")]
+    path = write(tmp_path, "\n".join(lines) + "\n")
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfigError, match=r"exp.yaml: line 5: aliases stand for more than 1000 YAML nodes") as err:
+            load_config(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(str(err.value)) < 300 and peak < 5e6
+    with pytest.raises(ConfigError, match=r"line 1: alias \*a stands inside its own anchor"):
+        load_config(write(tmp_path, "drop_rate: &a [*a]\n"))
+
+
+@pytest.mark.parametrize(
+    "text", ["drop_rate: [" + ", ".join(["x" * 1000] * 1000) + "]\n", f"channels: {'y' * 10**6}\n"]
+)
+def test_errors_quote_at_most_a_few_hundred_characters_of_a_value(tmp_path, text):
+    with pytest.raises(ConfigError, match="drop_rate' expects float|channels: unknown 'y+[.][.][.]y+'") as err:
+        load_config(write(tmp_path, text))
+    assert len(str(err.value)) < 700

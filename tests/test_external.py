@@ -1,15 +1,21 @@
 """The HPAv18 downloader against a local server on 127.0.0.1 (never the internet)."""
 
 import shutil
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections import Counter
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import png_header_only
 
 from solution.core.errors import DatasetError
 from solution.data.external import download, read_list
@@ -17,6 +23,7 @@ from solution.data.images import stain_plane
 from solution.data.layout import STAINS, open_train_only
 from solution.external import main
 
+ROOT = Path(__file__).resolve().parents[1]
 SIZE = 64
 # made-up Ids for the two fixture fields: the fixtures have no antibody prefix
 SERVED = {"1_800_A6_1": "800_A6_1", "2_89_B5_1": "89_B5_1", "3_800_A6_1": "800_A6_1"}
@@ -26,12 +33,17 @@ LABELS = {"1_800_A6_1": "25", "2_89_B5_1": "6", "3_800_A6_1": "25", "4_1_A1_1": 
 class Server:
     """A ThreadingHTTPServer of ``{base}/{antibody}/{plate}_{well}_{field}_{stain}.jpg`` that counts requests
     and fails the paths it is told to: with 500 (``fail``: path -> how many times), or by closing the
-    connection half way through the body (``truncate``: path -> how many times)."""
+    connection half way through the body (``truncate``: path -> how many times); it sends the paths in
+    ``drip`` (path -> seconds) a byte at a time, status line and headers included, and those in ``unsized``
+    without a Content-Length."""
 
     def __init__(self, root):
         self.requests: Counter[str] = Counter()
         self.fail: dict[str, int] = {}
         self.truncate: dict[str, int] = {}
+        self.drip: dict[str, float] = {}
+        self.unsized: set[str] = set()
+        self.closing = threading.Event()
         self.lock = threading.Lock()
         server = self
 
@@ -48,6 +60,23 @@ class Server:
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
                     self.wfile.write(body[: len(body) // 2])
+                    self.close_connection = True
+                elif self.path in server.drip:
+                    body = (root / self.path.lstrip("/")).read_bytes()
+                    head = f"HTTP/1.0 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                    for byte in head + body:
+                        if server.closing.wait(server.drip[self.path]):
+                            break
+                        try:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                        except OSError:  # the client gave up
+                            break
+                    self.close_connection = True
+                elif self.path in server.unsized:
+                    self.send_response(200)
+                    self.end_headers()
+                    self.wfile.write((root / self.path.lstrip("/")).read_bytes())
                     self.close_connection = True
                 else:
                     super().do_GET()
@@ -67,6 +96,8 @@ class Server:
         self.requests.clear()
         self.fail.clear()
         self.truncate.clear()
+        self.drip.clear()
+        self.unsized.clear()
 
 
 @pytest.fixture
@@ -82,6 +113,7 @@ def server(hpav18_dir, tmp_path, monkeypatch):
             shutil.copy(hpav18_dir / f"{field}_{stain}.jpg", www / "images" / antibody / f"{rest}_{stain}.jpg")
     srv = Server(www)
     yield srv
+    srv.closing.set()
     srv.httpd.shutdown()
     srv.httpd.server_close()
 
@@ -100,11 +132,10 @@ def files_in(folder) -> set[str]:
     return {p.name for p in folder.iterdir()}
 
 
-def fetch(server, tmp_path, ids):
+def fetch(server, tmp_path, ids, **kwargs):
     path = write_list(tmp_path / "list.csv", ids)
-    return download(
-        path, tmp_path / "out", SIZE, workers=4, base_url=server.base_url, retries=2, timeout=10, backoff=0.01
-    )
+    settings = {"workers": 4, "base_url": server.base_url, "retries": 2, "timeout": 10, "backoff": 0.01, **kwargs}
+    return download(path, tmp_path / "out", SIZE, **settings)
 
 
 def test_download_reduces_resizes_and_retries(server, hpav18_dir, tmp_path):
@@ -182,3 +213,71 @@ def test_malformed_rows_name_their_line(tmp_path, row, match):
         read_list(path)
     with pytest.raises(SystemExit, match="error: .*list.csv" + match):
         main(["--csv", str(path), "--out", str(tmp_path / "out"), "--base-url", "http://127.0.0.1:9/images"])
+
+
+def test_an_out_folder_the_downloader_did_not_write_is_refused(tiny_dataset, tmp_path):
+    labels = (tiny_dataset / "train.csv").read_bytes()
+    path = write_list(tmp_path / "list.csv", ["1_800_A6_1"])
+    with pytest.raises(SystemExit, match=r"error: --out .*data: holds files the downloader did not write \(sample_sub"):
+        main(["--csv", str(path), "--out", str(tiny_dataset), "--base-url", "http://127.0.0.1:9/images"])
+    assert (tiny_dataset / "train.csv").read_bytes() == labels and not (tiny_dataset / "external.json").exists()
+
+
+def test_an_image_beyond_the_pixel_limit_fails_at_once_by_its_header(server, tmp_path):
+    huge = server.path("1_800_A6_1", "blue")
+    (tmp_path / "www" / huge.lstrip("/")).write_bytes(png_header_only(9000, 9000))
+    reason = fetch(server, tmp_path, ["1_800_A6_1"]).failed["1_800_A6_1"]
+    assert "blue: " in reason and "9000 x 9000 pixels, beyond the limit of" in reason and "1 attempt(s)" in reason
+
+
+def test_a_file_that_trickles_in_fails_at_its_deadline(server, tmp_path):
+    slow = server.path("1_800_A6_1", "red")
+    server.drip[slow] = 0.05  # 20 bytes a second, each well within the per-read timeout
+    start = time.monotonic()
+    report = fetch(server, tmp_path, ["1_800_A6_1", "2_89_B5_1"], retries=1, deadline=1.0)
+    assert time.monotonic() - start < 6  # two attempts of 1 s, not the hours the body would take
+    assert list(report.failed) == ["1_800_A6_1"] and report.fetched == ["2_89_B5_1"]
+    assert "red: no whole file within the --deadline of 1 s" in report.failed["1_800_A6_1"]
+    assert "2 attempt(s)" in report.failed["1_800_A6_1"] and server.requests[slow] == 2
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_file_over_the_size_limit_fails_at_once(server, tmp_path, declared):
+    big = server.path("1_800_A6_1", "green")
+    served = tmp_path / "www" / big.lstrip("/")
+    served.write_bytes(served.read_bytes() + bytes(1 << 20))  # a JPEG still, 1 MiB larger
+    if not declared:
+        server.unsized.add(big)
+    report = fetch(server, tmp_path, ["1_800_A6_1"], max_bytes=1 << 20)
+    reason = report.failed["1_800_A6_1"]
+    assert "green: larger than the --max-mib limit of" in reason and "1 attempt(s)" in reason
+    assert ("bytes declared" in reason) == declared and server.requests[big] == 1
+    assert files_in(tmp_path / "out" / "train") == {f"1_800_A6_1_{s}.png" for s in STAINS if s != "green"}
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_at_once_keeps_what_finished_and_a_rerun_resumes(server, tmp_path):
+    ids = ["1_800_A6_1", "2_89_B5_1"]
+    slow = server.path("2_89_B5_1", "red")
+    server.drip[slow] = 0.5
+    out = tmp_path / "out"
+    argv = ["--csv", str(write_list(tmp_path / "list.csv", ids)), "--out", str(out), "--size", str(SIZE)]
+    argv += ["--base-url", server.base_url, "--workers", "4"]
+    code = f"from solution.external import main; main({argv!r})"
+    run = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):  # until the seven quick stains are written and the slow one is under way
+            if server.requests[slow] and len(list((out / "train").glob("*.png"))) == 7:
+                break
+            time.sleep(0.05)
+        start = time.monotonic()
+        run.send_signal(signal.SIGINT)
+        _, err = run.communicate(timeout=30)
+    finally:
+        run.kill()
+    assert time.monotonic() - start < 3 and run.returncode == 130, err
+    assert "error: interrupted; the stains in" in err and "rerun the same command" in err and "Traceback" not in err
+    assert files_in(out / "train") == {f"{i}_{s}.png" for i in ids for s in STAINS} - {"2_89_B5_1_red.png"}
+    server.reset()
+    report = fetch(server, tmp_path, ids)
+    assert report.fetched == ["2_89_B5_1"] and list(server.requests) == [slow]

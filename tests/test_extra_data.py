@@ -171,3 +171,33 @@ def test_folds_stop_naming_a_group_that_unbalances_them(tiny_dataset, tmp_path, 
     assert not (tmp_path / "folds" / "folds.csv").exists()
     folds.main(["--data", str(tiny_dataset), "--max-fold-imbalance", "3"])
     assert "fold sizes: " in capsys.readouterr().out
+
+
+def _with_ids_of(extra_dir, ids) -> None:
+    """Rename the extra dataset's first images to ``ids``."""
+    lines = (extra_dir / "train.csv").read_text().splitlines()
+    for n, new in enumerate(ids, start=1):
+        old = lines[n].split(",")[0]
+        for png in (extra_dir / "train").glob(f"{old}_*.png"):
+            png.rename(png.with_name(png.name.replace(old, new)))
+        lines[n] = lines[n].replace(old, new)
+    (extra_dir / "train.csv").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("csv_name", ["train.csv", "sample_submission.csv"])
+def test_extra_ids_that_are_training_or_test_ids_are_refused(tiny_dataset, extra_dir, tmp_path, csv_name):
+    ids = pd.read_csv(tiny_dataset / csv_name)["Id"].tolist()[:2]
+    _with_ids_of(extra_dir, ids)
+    argv = ["--data", str(tiny_dataset), "--out", str(tmp_path / "f"), "--extra", str(extra_dir)]
+    with pytest.raises(SystemExit, match=f"error: extra dataset .*gen: 2 Id\\(s\\) also in .*{csv_name} \\(e.g. "):
+        folds.main(argv)
+    assert not (tmp_path / "f").exists()
+
+
+def test_the_dataset_as_its_own_extra_or_one_extra_twice_is_refused(tiny_dataset, extra_dir, tmp_path):
+    with pytest.raises(SystemExit, match=r"error: extra dataset .*data: 40 Id\(s\) also in .*data/train.csv"):
+        folds.main(["--data", str(tiny_dataset), "--out", str(tmp_path / "f"), "--extra", str(tiny_dataset)])
+    with pytest.raises(SystemExit, match=r"error: extra dataset .*gen: 12 Id\(s\) also in .*gen/train.csv"):
+        folds.main(
+            ["--data", str(tiny_dataset), "--out", str(tmp_path / "f"), "--extra", str(extra_dir), str(extra_dir)]
+        )

@@ -4,14 +4,16 @@ import errno
 import json
 import os
 import shutil
+from pathlib import Path
 
 import cv2
+import matplotlib.figure
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import folds_of, manifest_of
+from conftest import folds_of, manifest_of, png_header_only
 
-from solution import folds, make_submission, stack, train
+from solution import folds, make_submission, report, stack, train
 from solution.artifacts.folds import ensure_folds, read_folds
 from solution.artifacts.oof import probs_frame, read_predictions, write_predictions
 from solution.artifacts.submissions import Sidecar
@@ -19,7 +21,7 @@ from solution.core.errors import ArtifactError, ConfigError, DatasetError
 from solution.core.fileio import atomic_write_text
 from solution.core.tables import read_labels_csv
 from solution.data.cache import load_images
-from solution.data.images import stain_plane
+from solution.data.images import read_image, stain_plane
 from solution.data.layout import open_dataset
 from solution.data.synthetic import generate
 from solution.training.config import build_config
@@ -151,6 +153,30 @@ def test_disk_full_is_a_clean_error(trained, monkeypatch):
     assert not (trained / "oof" / "stack").exists() or not list((trained / "oof" / "stack").glob(".*.tmp"))
 
 
+def test_a_full_disk_as_pyarrow_reports_it_names_the_file(trained, monkeypatch):
+    def full(*args, **kwargs):  # what pyarrow raises on ENOSPC: no file named
+        raise OSError(errno.ENOSPC, "Error writing bytes to file. Detail: [errno 28] No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", full)
+    with pytest.raises(SystemExit, match=r"error: Error writing bytes to file.* \(oof/stack/oof.parquet\)"):
+        stack.main([])
+
+
+def test_a_full_disk_under_the_report_names_the_file(trained, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    for owner, writer, named in [
+        (matplotlib.figure.Figure, "savefig", r"[\w.-]+\.png"),
+        (Path, "write_text", "index.html"),
+    ]:
+        with monkeypatch.context() as patch:
+            patch.setattr(owner, writer, full)
+            with pytest.raises(SystemExit, match=rf"error: No space left on device \(elsewhere/{named}\)"):
+                report.main(["--out", "elsewhere"])
+    assert not list((trained / "elsewhere").glob(".*.tmp"))
+
+
 def test_folds_cli_keeps_existing_folds_when_no_setting_is_given(trained, tiny_dataset_master):
     before = read_folds("folds").hash
     folds.main(["--data", str(tiny_dataset_master)])
@@ -179,6 +205,16 @@ def test_a_csv_in_another_encoding_is_named(tmp_path):
         read_labels_csv(tmp_path / "train.csv")
 
 
+def test_a_field_beyond_the_csv_limit_is_named_with_its_line(tmp_path):
+    (tmp_path / "train.csv").write_text("Id,Target\na,1\nb," + "1 " * 100_000 + "\n")
+    with pytest.raises(DatasetError, match=r"train.csv:3: not a CSV row of Id,Target \(field larger than field limit"):
+        read_labels_csv(tmp_path / "train.csv")
+    (tmp_path / "train.csv").write_text("Id,Target\na,1\nb," + "1 " * 50_000 + "\n")  # within the limit
+    with pytest.raises(DatasetError, match=r"train.csv:3: repeated label in Target '1 1 1 ") as err:
+        read_labels_csv(tmp_path / "train.csv")
+    assert len(str(err.value)) < 500
+
+
 def test_float_images_in_0_1_are_scaled_and_others_refused(tmp_path):
     ramp = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
     np.testing.assert_array_equal(stain_plane(ramp, "green", "f.tif"), np.rint(ramp * 255).astype(np.uint8))
@@ -195,6 +231,15 @@ def test_16_bit_images_use_their_range_and_warn_on_12_bit_data(caplog):
     assert (
         out.max() == round(4000 * 255 / 65535) and "cam.png: 16-bit image whose values stay below 4096" in caplog.text
     )
+
+
+@pytest.mark.parametrize("side, match", [(9000, "9000 x 9000 pixels, beyond"), (30000, "an image beyond")])
+def test_an_image_beyond_the_pixel_limit_is_refused_by_its_header(tiny_dataset, side, match):
+    dataset = open_dataset(tiny_dataset)
+    paths = dataset.image_paths("train", dataset.train_ids[0])
+    paths[2].write_bytes(png_header_only(side, side))
+    with pytest.raises(DatasetError, match=f"{paths[2].name}: {match} the limit of 67,108,864 pixels"):
+        read_image(paths, 32)
 
 
 def test_a_float_tiff_caches_its_pixels_not_zeros(tiny_dataset, tmp_path):
@@ -234,3 +279,21 @@ def test_a_fold_with_one_training_image_is_refused_before_batchnorm(tmp_path, mo
     folds.main(["--data", str(data), "--n-folds", "2"])
     with pytest.raises(SystemExit, match="fold 0 leaves fewer than 2 training images per process"):
         train.main(["--config", "c.yaml", "--fold", "0"])
+
+
+@pytest.mark.parametrize("command, seed", [(folds, "-1"), (folds, "4294967296"), (stack, "-1")])
+def test_a_seed_out_of_range_names_the_option_and_the_range(trained, tiny_dataset_master, capsys, command, seed):
+    argv = ["--data", str(tiny_dataset_master), "--out", "new_folds"] if command is folds else []
+    with pytest.raises(SystemExit) as exit_:
+        command.main([*argv, "--seed", seed])
+    assert exit_.value.code == 2
+    expected = f"error: argument --seed: must be a number at least 0 and at most 4294967295, got {seed}"
+    assert expected in capsys.readouterr().err
+
+
+def test_the_largest_seed_trains_a_fold_it_is_added_to(tiny_dataset, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yaml").write_text("backbone: test_resnet\nimage_size: 32\nepochs: 1\nnum_workers: 0\ntta: none\n")
+    folds.main(["--data", str(tiny_dataset)])
+    train.main(["--config", "c.yaml", "--fold", "1", "--seed", str(2**32 - 1)])  # numpy is seeded with 0
+    assert json.loads((tmp_path / "runs" / "c" / "fold1" / "metrics.json").read_text())["fold"] == 1

@@ -1,10 +1,13 @@
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import folds_of, manifest_of
 
+from solution.artifacts import oof as oof_module
 from solution.artifacts.oof import probs_frame, read_predictions, write_predictions
-from solution.core.errors import ArtifactError
+from solution.core.errors import ArtifactError, LockedError
 from solution.core.fileio import atomic_path, atomic_write_text
 from solution.core.ids import align, positions
 
@@ -59,6 +62,36 @@ def test_mismatched_ids_name_both_sides(tmp_path):
         read_predictions(tmp_path / "exp", make_folds(["a", "b", "c"]))
     with pytest.raises(ArtifactError, match="the test set missing from"):
         read_predictions(tmp_path / "exp", make_folds(["a", "b", "x"]), ["t", "u"])
+
+
+def test_a_second_writer_of_a_set_stops_naming_the_first(tmp_path, monkeypatch):
+    real, inner = oof_module.atomic_write_parquet, []
+
+    def first_writing(path, frame):
+        if not inner:  # a second writer (another stack run) arrives while the first writes
+            with pytest.raises(LockedError, match=f"prediction set .*exp is in use by process {os.getpid()}"):
+                inner.append(write_set(tmp_path / "exp", ["a", "b"], ["t"]))
+        return real(path, frame)
+
+    monkeypatch.setattr(oof_module, "atomic_write_parquet", first_writing)
+    oof, _ = write_set(tmp_path / "exp", ["a", "b"], ["t"])
+    assert not inner
+    np.testing.assert_array_equal(read_predictions(tmp_path / "exp", make_folds(["a", "b"])).oof_probs, oof)
+
+
+def test_a_file_renamed_over_by_another_writer_makes_the_set_refused(tmp_path, monkeypatch):
+    real, other = oof_module.atomic_write_parquet, probs_frame(["a", "b"], np.zeros((2, 28)))
+
+    def and_another_writer(path, frame):
+        digest = real(path, frame)
+        if path.name == "oof.parquet":  # a writer without the lock renames its file in between
+            real(path, other)
+        return digest
+
+    monkeypatch.setattr(oof_module, "atomic_write_parquet", and_another_writer)
+    write_set(tmp_path / "exp", ["a", "b"], ["t"])
+    with pytest.raises(ArtifactError, match="oof.parquet is not the file .*manifest.json was written with"):
+        read_predictions(tmp_path / "exp", make_folds(["a", "b"]))
 
 
 def test_bad_probabilities_refused(tmp_path):

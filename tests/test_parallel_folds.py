@@ -1,12 +1,17 @@
-"""``scripts/train_folds.sh --jobs 2``: folds trained side by side, one process each, on CPU."""
+"""``scripts/train_folds.sh --jobs 2``: folds trained side by side, one process each, on CPU; a signal to the
+script ends them."""
 
 import json
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from solution.core.fileio import exclusive
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_folds.sh"
 CONFIG = "backbone: test_resnet\nimage_size: 32\nbatch_size: 8\nepochs: 1\naugment: flips\ntta: none\nnum_workers: 0\n"
@@ -31,3 +36,59 @@ def test_two_jobs_train_every_fold_in_two_processes(tiny_dataset, tmp_path):
 def test_bad_jobs_value_is_refused(tmp_path):
     result = subprocess.run(["bash", str(SCRIPT), "--jobs", "two"], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 2 and "--jobs must be a positive whole number, got 'two'" in result.stderr
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.is_file() or stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+
+
+def _lock_holders(script: subprocess.Popen, runs: Path, count: int) -> dict[Path, int]:
+    """The fold locks under ``runs`` and the PIDs they hold (a held lock file holds its holder's PID), once
+    ``count`` are held while ``script`` runs; at most two minutes."""
+    for _ in range(1200):
+        assert script.poll() is None, (runs.parents[1] / "stderr.txt").read_text()[-3000:]
+        held = {lock: lock.read_text().strip() for lock in runs.glob("fold*/rank0.lock")}
+        held = {lock: int(pid) for lock, pid in held.items() if pid}
+        if len(held) >= count:
+            return held
+        time.sleep(0.1)
+    raise AssertionError(f"no {count} fold(s) in training under {runs} within two minutes")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "jobs, sig, to_group", [(2, signal.SIGTERM, False), (1, signal.SIGTERM, False), (2, signal.SIGINT, True)]
+)
+def test_a_signal_to_the_script_ends_its_trainers_and_a_rerun_resumes(tiny_dataset, tmp_path, jobs, sig, to_group):
+    """TERM to the script, or Ctrl-C (INT to its process group): no trainer is left holding its fold."""
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "long.yaml").write_text(CONFIG)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    cmd = ["bash", str(SCRIPT), "--data", str(tiny_dataset), "--jobs", str(jobs), "configs/long.yaml"]
+    with open(tmp_path / "stderr.txt", "w") as stderr:  # a pipe would wait for every process that holds it
+        script = subprocess.Popen(cmd, cwd=tmp_path, env=env, start_new_session=True, stderr=stderr)
+    holders: dict[Path, int] = {}
+    try:
+        holders = _lock_holders(script, tmp_path / "runs" / "long", jobs)
+        os.killpg(script.pid, sig) if to_group else script.send_signal(sig)
+        script.wait(timeout=60)
+        left = [pid for pid in holders.values() if _running(pid)]
+    finally:
+        for pid in [script.pid, *holders.values()]:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)  # what a failing run would leave behind
+    assert not [pid for pid in left if _running(pid)]
+    for lock in holders:
+        with exclusive(lock, "the fold", wait=False):  # the next run's trainer takes it
+            pass
+    err = (tmp_path / "stderr.txt").read_text()
+    assert script.returncode == 128 + sig and "stopped by SIG" in err, err[-2000:]
+    if jobs == 2 and sig == signal.SIGTERM:
+        rerun = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        assert len(pd.read_parquet(tmp_path / "oof" / "long" / "oof.parquet")) == 40

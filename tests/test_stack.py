@@ -2,6 +2,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
+from solution import stack as stack_command
 from solution.core.errors import ConfigError
 from solution.ensemble import stacking
 from solution.ensemble.stacking import all_features, class_features, stack
@@ -82,3 +83,25 @@ def test_unknown_feature_set():
     labels, x = noisy_truth(50, 2, 6)
     with pytest.raises(ConfigError, match="registered: class, all"):
         stack(x, labels, np.arange(50) % 5, x, features="nope")
+
+
+def test_the_stack_is_not_stacked_over_itself(trained):
+    stack_command.main([])
+    before = (trained / "oof" / "stack" / "manifest.json").read_bytes()
+    with pytest.raises(SystemExit, match=r"error: --experiments: 'stack' is the stacker's own output"):
+        stack_command.main(["--experiments", "tiny_effnet", "stack"])
+    assert (trained / "oof" / "stack" / "manifest.json").read_bytes() == before
+
+
+def test_the_early_stopping_rows_are_never_empty_nor_all():
+    for n in range(2, 41):
+        rows = np.arange(100, 100 + n)
+        for seed in range(20):
+            fit, stop = stacking._early_stop_rows(rows, seed)
+            assert len(stop) == max(1, round(0.1 * n)) and len(fit) == n - len(stop)
+            np.testing.assert_array_equal(np.sort(np.concatenate([fit, stop])), rows)
+
+
+def test_a_seed_that_once_drew_no_early_stopping_row_stacks(trained):
+    stack_command.main(["--seed", "6"])  # 32 training rows per fold: 0.9 ** 32 = 3 % of draws held none
+    assert (trained / "oof" / "stack" / "manifest.json").is_file()

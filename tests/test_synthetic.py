@@ -11,7 +11,7 @@ import pytest
 
 from solution.core.classes import CLASSES, ENDOSOMES, LYSOSOMES, NUM_CLASSES
 from solution.core.errors import ConfigError
-from solution.data.synthetic import STAINS, generate, render_field, sample_labels
+from solution.data.synthetic import OWN_MARK, STAINS, generate, render_field, sample_labels
 from solution.synthetic import main
 
 SMALL = {"n_train": 12, "n_test": 6, "size": 40}
@@ -116,6 +116,35 @@ def test_refuses_existing_output_unless_forced(tmp_path: Path) -> None:
     assert not (out / "stale.txt").exists()
     assert (out / "train.csv").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.mark.parametrize("beside", ["out.partial", "out.old"])
+def test_a_users_folder_beside_the_output_is_never_deleted(tmp_path: Path, beside: str) -> None:
+    (tmp_path / beside).mkdir()
+    (tmp_path / beside / "mine.txt").write_text("the user's")
+    with pytest.raises(SystemExit, match=f"error: .*{beside} exists and was not made by the generator"):
+        main([str(tmp_path / "out"), "--n-train", "2", "--n-test", "1", "--size", "32"])
+    assert (tmp_path / beside / "mine.txt").read_text() == "the user's" and not (tmp_path / "out").exists()
+
+
+def test_a_partial_folder_left_by_a_killed_run_is_replaced(tmp_path: Path) -> None:
+    (tmp_path / "out.partial").mkdir()
+    (tmp_path / "out.partial" / OWN_MARK).touch()  # as the generator's first step leaves it
+    (tmp_path / "out.partial" / "half.png").write_bytes(b"half")
+    generate(tmp_path / "out", n_train=2, n_test=1, size=32)
+    generate(tmp_path / "out", n_train=2, n_test=1, size=32, force=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and not (tmp_path / "out" / OWN_MARK).exists()
+
+
+@pytest.mark.parametrize("out", [".", "..", "sub/.."])
+def test_the_current_folder_or_one_holding_it_is_refused(tmp_path: Path, monkeypatch, out: str) -> None:
+    here = tmp_path / "here"
+    (here / "sub").mkdir(parents=True)
+    (here / "notes.txt").write_text("keep")
+    monkeypatch.chdir(here)
+    with pytest.raises(SystemExit, match="error: .* is the current folder or holds it"):
+        main([out, "--n-train", "2", "--n-test", "1", "--size", "32", "--force"])
+    assert (here / "notes.txt").read_text() == "keep" and sorted(p.name for p in tmp_path.iterdir()) == ["here"]
 
 
 def _green_inside_outside_nucleus(labels: list[int]) -> tuple[float, float]:

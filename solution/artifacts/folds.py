@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from solution.core.classes import CLASS_NAMES
-from solution.core.errors import ArtifactError, ConfigError
+from solution.core.errors import ArtifactError, ConfigError, DatasetError, quote
 from solution.core.fileio import atomic_write_csv, atomic_write_json, file_hash, read_json
 from solution.core.ids import check_same_ids, positions
 from solution.core.registry import Registry
@@ -294,10 +294,30 @@ def open_matching_dataset(folds: Folds, data_dir: Path | str | None = None) -> D
 DEFAULT_N_FOLDS, DEFAULT_SEED = 5, 42
 
 
-def extra_entry(root: Path) -> ExtraData:
-    """What folds.json records of an extra training dataset (train.csv and train/ only, e.g. HPAv18)."""
-    extra = open_train_only(root)
-    return ExtraData(dir=str(root.resolve()), labels_hash=labels_hash(extra.train_ids, extra.train_labels))
+def extra_entries(dataset: Dataset, extra_dirs: list[Path]) -> tuple[ExtraData, ...]:
+    """What folds.json records of each extra training dataset (train.csv and train/ only, e.g. HPAv18).
+
+    An extra dataset that shares an Id with the dataset's training or test images (or with an earlier extra
+    dataset) is refused: that image would train every fold, the ones that validate it included.
+    """
+    taken = {
+        f"{dataset.root}/train.csv": set(dataset.train_ids),
+        f"{dataset.root}/sample_submission.csv": set(dataset.test_ids),
+    }
+    entries = []
+    for root in map(Path, extra_dirs):
+        extra = open_train_only(root)
+        for where, ids in taken.items():
+            shared = sorted(ids.intersection(extra.train_ids))
+            if shared:
+                raise DatasetError(
+                    f"extra dataset {root}: {len(shared)} Id(s) also in {where} (e.g. {quote(shared[0])}); an extra "
+                    f"image must not be a training or test image of the dataset or of another extra dataset: "
+                    f"drop those rows from {root}/train.csv"
+                )
+        taken[f"{root}/train.csv"] = set(extra.train_ids)
+        entries.append(ExtraData(dir=str(root.resolve()), labels_hash=labels_hash(extra.train_ids, extra.train_labels)))
+    return tuple(entries)
 
 
 def open_extras(folds: Folds) -> list[Dataset]:
@@ -460,7 +480,7 @@ def ensure_folds(
     """
     dataset = open_dataset(data_dir)
     groups, groups_hash = _groups(folds_dir, dataset)
-    extra = None if extra_dirs is None else tuple(extra_entry(Path(d)) for d in extra_dirs)
+    extra = None if extra_dirs is None else extra_entries(dataset, extra_dirs)
     if extra_conflicts is not None:
         EXTRA_CONFLICTS.check(extra_conflicts)
     if (folds_dir / FOLDS_JSON).is_file() and not force:

@@ -18,7 +18,7 @@ import pandas as pd
 from solution.artifacts.folds import Folds, open_matching_dataset, read_folds
 from solution.core.classes import NUM_CLASSES, PROB_COLUMNS
 from solution.core.errors import ArtifactError
-from solution.core.fileio import atomic_write_json, atomic_write_parquet, file_hash, read_json
+from solution.core.fileio import atomic_write_json, atomic_write_parquet, exclusive, file_hash, read_json
 from solution.core.ids import align, check_same_ids, positions
 from solution.core.workspace import STACK_NAME
 from solution.data.layout import Dataset
@@ -85,19 +85,21 @@ def probs_frame(ids: list[str], probs: np.ndarray) -> pd.DataFrame:
 
 
 SET_FILES = ("oof.parquet", "test.parquet")
+WRITE_LOCK = ".writing.lock"  # held while a set is written
 
 
 def write_predictions(out_dir: Path | str, oof: pd.DataFrame, test: pd.DataFrame, manifest: Manifest) -> None:
-    """Write oof.parquet, test.parquet and, last, manifest.json with the hash of each.
+    """Write oof.parquet, test.parquet and, last, manifest.json with the hash of each file as written.
 
     A kill between the renames leaves files that disagree with the manifest, and
-    every reader refuses such a mixed set: a set is all old or all new.
+    every reader refuses such a mixed set: a set is all old or all new. The folder
+    is locked while it is written: a second writer (two stacks at once) stops with
+    an error naming the first process rather than mixing two sets.
     """
     out_dir = Path(out_dir)
-    for name, frame in zip(SET_FILES, (oof, test)):
-        atomic_write_parquet(out_dir / name, frame)
-    hashes = {name: file_hash(out_dir / name) for name in SET_FILES}
-    atomic_write_json(out_dir / "manifest.json", replace(manifest, files=hashes).to_json())
+    with exclusive(out_dir / WRITE_LOCK, f"prediction set {out_dir}"):
+        hashes = {name: atomic_write_parquet(out_dir / name, frame) for name, frame in zip(SET_FILES, (oof, test))}
+        atomic_write_json(out_dir / "manifest.json", replace(manifest, files=hashes).to_json())
 
 
 def check_set(pred_dir: Path, manifest: Manifest) -> None:

@@ -1,8 +1,16 @@
 """The kit's error types: each names the file, row or key at fault and what was expected.
 
 Command-line entry points catch ``KitError`` and exit with its message; any
-other exception is a bug and keeps its traceback.
+other exception is a bug and keeps its traceback. ``quote`` and ``clip`` put a
+value or a text into a message, cut to a few hundred characters however large.
 """
+
+from __future__ import annotations
+
+import reprlib
+from typing import Any
+
+QUOTE_CHARS = 300  # the most of a value that an error message quotes
 
 
 class KitError(ValueError):
@@ -23,3 +31,25 @@ class ArtifactError(KitError):
 
 class LockedError(KitError):
     """Another process holds what this one needs (a fold being trained, a cache being built)."""
+
+
+def _quoting() -> reprlib.Repr:
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = QUOTE_CHARS
+    short.maxlist = short.maxtuple = short.maxdict = short.maxset = 10
+    short.maxlevel = 3
+    return short
+
+
+_SHORT_REPR = _quoting()
+
+
+def quote(value: Any) -> str:
+    """``repr(value)`` for an error message, at most ``QUOTE_CHARS`` characters: reprlib stops early, so a
+    huge value (a megabyte string, a nest of lists) is never turned into text whole."""
+    return clip(_SHORT_REPR.repr(value))
+
+
+def clip(text: str, limit: int = QUOTE_CHARS) -> str:
+    """``text`` for an error message, cut to at most ``limit`` characters."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -37,18 +37,34 @@ PROVENANCE_PACKAGES = (
 
 @contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds.
+
+    An ``OSError`` that names no file or the temporary one (a full disk, as pyarrow and matplotlib report it:
+    "Error writing bytes to file") is raised again naming ``path``, so the user learns which file failed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _naming(exc, path) from exc
     os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from a teammate
     os.close(fd)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename not in (None, tmp):
+            raise
+        raise _naming(exc, path) from exc
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _naming(exc: OSError, path: Path) -> OSError:
+    """``exc`` again (its errno, hence its subclass) with ``path`` as the file it names."""
+    return OSError(exc.errno, exc.strerror or str(exc), str(path))
 
 
 def _umask() -> int:
@@ -80,9 +96,12 @@ def atomic_write_csv(path: Path | str, df: pd.DataFrame) -> None:
         df.to_csv(tmp, index=False)
 
 
-def atomic_write_parquet(path: Path | str, df: pd.DataFrame) -> None:
+def atomic_write_parquet(path: Path | str, df: pd.DataFrame) -> str:
+    """Write ``df`` to ``path`` atomically; returns the ``file_hash`` of the bytes written, taken before the
+    rename, so that a manifest records this process's file even if another one renames over it."""
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
+        return file_hash(tmp)
 
 
 @contextmanager

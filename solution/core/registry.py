@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from solution.core.errors import ConfigError
+from solution.core.errors import ConfigError, quote
 
 T = TypeVar("T")
 
@@ -27,7 +27,7 @@ class Registry(Mapping[str, T]):
 
     def __getitem__(self, name: str) -> T:
         if name not in self._entries:
-            raise ConfigError(f"{self.key}: unknown {name!r}; registered: {', '.join(self._entries)}")
+            raise ConfigError(f"{self.key}: unknown {quote(name)}; registered: {', '.join(self._entries)}")
         return self._entries[name]
 
     def get(self, name: str, default: T | None = None) -> T | None:  # type: ignore[override]
@@ -57,8 +57,8 @@ class Interval:
     low_open: bool = False
 
     def __str__(self) -> str:
-        low = f"{'above' if self.low_open else 'at least'} {self.low:g}"
-        return low + (f" and at most {self.high:g}" if self.high != math.inf else "")
+        low = f"{'above' if self.low_open else 'at least'} {_number(self.low)}"
+        return low + (f" and at most {_number(self.high)}" if self.high != math.inf else "")
 
     def contains(self, value: float) -> bool:
         below = value <= self.low if self.low_open else value < self.low
@@ -85,6 +85,11 @@ class Interval:
             return value
 
         return parse
+
+
+def _number(x: float) -> str:
+    """A bound as a user writes it: whole numbers in full (a seed's 4294967295), others as %g."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 POSITIVE = Interval(0, low_open=True)

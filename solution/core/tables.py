@@ -3,7 +3,8 @@ rates): read and checked.
 
 Files are UTF-8 (a BOM is allowed) with the exact header; no Id (or class) repeats or is empty; labels are
 ASCII digits 0..27, each at most once per row. Ids such as ``NA`` or ``null`` stay Ids. Every problem is a
-``DatasetError`` naming the file and line.
+``DatasetError`` naming the file and line (a field beyond csv's limit included), quoting a few hundred
+characters at most.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from solution.core.classes import NUM_CLASSES
-from solution.core.errors import DatasetError
+from solution.core.errors import DatasetError, quote
 
 
 def parse_target(text: str, where: str) -> list[int]:
@@ -26,10 +27,12 @@ def parse_target(text: str, where: str) -> list[int]:
     labels = []
     for tok in tokens:
         if not (tok.isascii() and tok.isdigit()) or int(tok) >= NUM_CLASSES:
-            raise DatasetError(f"{where}: bad label {tok!r} in Target {text!r}; expected integers 0..{NUM_CLASSES - 1}")
+            raise DatasetError(
+                f"{where}: bad label {quote(tok)} in Target {quote(text)}; expected integers 0..{NUM_CLASSES - 1}"
+            )
         labels.append(int(tok))
     if len(set(labels)) != len(labels):
-        raise DatasetError(f"{where}: repeated label in Target {text!r}")
+        raise DatasetError(f"{where}: repeated label in Target {quote(text)}")
     return labels
 
 
@@ -39,7 +42,11 @@ def read_rows(path: Path, header: tuple[str, str]) -> list[tuple[int, str, str]]
         raise DatasetError(f"missing file: {path}")
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
-            return _rows(path, csv.reader(fh), header)
+            reader = csv.reader(fh)
+            try:
+                return _rows(path, reader, header)
+            except csv.Error as exc:  # a field over csv's limit (128 KiB), a NUL byte, ...
+                raise DatasetError(f"{path}:{reader.line_num}: not a CSV row of {','.join(header)} ({exc})") from None
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
 
@@ -47,7 +54,7 @@ def read_rows(path: Path, header: tuple[str, str]) -> list[tuple[int, str, str]]
 def _rows(path: Path, reader, header: tuple[str, str]) -> list[tuple[int, str, str]]:
     head = next(reader, None)
     if head is None or tuple(h.strip() for h in head) != header:
-        raise DatasetError(f"{path}: expected header {','.join(header)}, got {','.join(head or [])!r}")
+        raise DatasetError(f"{path}: expected header {','.join(header)}, got {quote(','.join(head or []))}")
     rows: list[tuple[int, str, str]] = []
     seen: dict[str, int] = {}
     for row in reader:
@@ -55,12 +62,12 @@ def _rows(path: Path, reader, header: tuple[str, str]) -> list[tuple[int, str, s
         if not row:
             continue
         if len(row) != 2:
-            raise DatasetError(f"{path}:{line}: expected 2 columns ({','.join(header)}), got {len(row)}: {row!r}")
+            raise DatasetError(f"{path}:{line}: expected 2 columns ({','.join(header)}), got {len(row)}: {quote(row)}")
         key = row[0].strip()
         if not key:
             raise DatasetError(f"{path}:{line}: empty {header[0]}")
         if key in seen:
-            raise DatasetError(f"{path}:{line}: duplicate {header[0]} {key!r} (first on line {seen[key]})")
+            raise DatasetError(f"{path}:{line}: duplicate {header[0]} {quote(key)} (first on line {seen[key]})")
         seen[key] = line
         rows.append((line, key, row[1].strip()))
     if not rows:

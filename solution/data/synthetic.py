@@ -598,6 +598,9 @@ def _write_pngs(folder: Path, image_id: str, image: np.ndarray) -> None:
             raise OSError(f"could not write {path}")
 
 
+OWN_MARK = ".synthetic-own"  # inside <out>.partial and <out>.old while the generator owns them
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
@@ -605,18 +608,39 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+def _check_ours(path: Path) -> None:
+    """Refuse to remove a folder beside the output that the generator did not make: it may be the user's."""
+    if (path.exists() or path.is_symlink()) and not (path.is_dir() and (path / OWN_MARK).is_file()):
+        raise ConfigError(
+            f"{path} exists and was not made by the generator (no {OWN_MARK} inside); it would be deleted: "
+            "move it away or choose another output folder"
+        )
+
+
+def _check_output(out: Path, force: bool) -> None:
+    """The output may be replaced whole (``force``), so it must not be the current folder or one holding it."""
+    here = Path.cwd().resolve()
+    if out.resolve() == here or out.resolve() in here.parents:
+        raise ConfigError(f"{out} is the current folder or holds it, and the output is replaced whole: name a new one")
+    if (out.exists() or out.is_symlink()) and not force:
+        raise ConfigError(f"{out} already exists; pass --force to replace it")
+
+
 def _swap_in(partial: Path, out: Path) -> None:
-    """Move the finished dataset into place; an old one is moved aside first, so a crash
-    at any point leaves either the old or the new dataset under ``out``'s name or beside it."""
+    """Move the finished dataset into place; an old one is moved aside (marked as the generator's) first, so a
+    crash at any point leaves either the old or the new dataset under ``out``'s name or beside it."""
     if out.exists() or out.is_symlink():
         old = out.with_name(out.name + ".old")
-        if old.exists():
+        if old.exists() or old.is_symlink():
             _remove(old)
         os.replace(out, old)
+        if old.is_dir() and not old.is_symlink():
+            (old / OWN_MARK).touch()
         os.replace(partial, out)
         _remove(old)
     else:
         os.replace(partial, out)
+    (out / OWN_MARK).unlink()
 
 
 def generate(
@@ -629,21 +653,25 @@ def generate(
 ) -> Path:
     """Write a synthetic dataset in the Kaggle HPA layout to ``out_dir`` and return its path.
 
-    Everything is written to ``<out_dir>.partial`` and renamed into place at the end, so
-    an interrupted run never leaves a half-written ``out_dir``.
+    Everything is written to ``<out_dir>.partial`` (holding the mark ``OWN_MARK`` from its first moment) and
+    renamed into place at the end, so an interrupted run never leaves a half-written ``out_dir``. A
+    ``.partial`` or ``.old`` folder beside it without the mark is the user's: refused, never deleted.
     """
-    out = Path(out_dir)
     if n_train < 1 or n_test < 1 or seed < 0 or size < MIN_SIZE:
         raise ConfigError(
             f"need --n-train >= 1, --n-test >= 1, --seed >= 0, --size >= {MIN_SIZE}; "
             f"got {n_train}, {n_test}, {seed}, {size}"
         )
-    if (out.exists() or out.is_symlink()) and not force:
-        raise ConfigError(f"{out} already exists; pass --force to replace it")
+    out = Path(os.path.abspath(out_dir))  # '.' and 'a/..' get a name to put .partial beside
+    _check_output(out, force)
     partial = out.with_name(out.name + ".partial")
-    if partial.exists() or partial.is_symlink():
+    for beside in (partial, out.with_name(out.name + ".old")):
+        _check_ours(beside)
+    if partial.exists():
         _remove(partial)
-    (partial / "train").mkdir(parents=True)
+    partial.mkdir(parents=True)
+    (partial / OWN_MARK).touch()
+    (partial / "train").mkdir()
     (partial / "test").mkdir()
 
     rng = np.random.default_rng(seed)
@@ -659,4 +687,4 @@ def generate(
     blank = [(image_id, "0") for image_id, _ in targets[n_train:]]
     _write_csv(partial / "sample_submission.csv", ("Id", "Predicted"), blank)
     _swap_in(partial, out)
-    return out
+    return Path(out_dir)

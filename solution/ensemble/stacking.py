@@ -4,7 +4,8 @@ One binary LightGBM booster per class and fold. It is trained on the other
 folds' OOF rows, so each stacked OOF prediction comes from a model that never
 saw that image (nor did the first-level models whose outputs it reads); test
 predictions are the mean over the fold models. Inside the training folds, a
-fixed 10 % of the rows (``EARLY_STOP_FRACTION``) stops the boosting early.
+fixed 10 % of the rows (``EARLY_STOP_FRACTION``, at least one) stops the
+boosting early.
 
 Features (``FEATURE_SETS``), for class c:
 - ``class``: that class's probability in every experiment, their mean and max
@@ -29,7 +30,7 @@ import lightgbm as lgb
 import numpy as np
 
 from solution.artifacts.oof import Manifest, list_experiments, load_aligned, probs_frame, write_predictions
-from solution.core.errors import ArtifactError
+from solution.core.errors import ArtifactError, ConfigError
 from solution.core.fileio import run_info
 from solution.core.registry import Registry
 from solution.core.workspace import STACK_NAME
@@ -85,8 +86,11 @@ class Stacked:
 
 
 def _early_stop_rows(train_rows: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    held = rng.random(len(train_rows)) < EARLY_STOP_FRACTION
+    """A fold's training rows split into fitting and early-stopping rows, in order: ``EARLY_STOP_FRACTION`` of
+    them rounded, at least one (LightGBM refuses an empty set) and never all (a fold trains on two or more)."""
+    n_held = min(len(train_rows) - 1, max(1, round(EARLY_STOP_FRACTION * len(train_rows))))
+    held = np.zeros(len(train_rows), dtype=bool)
+    held[np.random.default_rng(seed).choice(len(train_rows), n_held, replace=False)] = True
     return train_rows[~held], train_rows[held]
 
 
@@ -161,6 +165,11 @@ def stack_experiments(
     """Stack the named prediction sets (default: every experiment under ``oof_dir``) into ``oof_dir/stack/``:
     ``blend`` x LightGBM + (1 - ``blend``) x their plain mean. Returns the table of OOF macro-F1 to print."""
     names = names or list_experiments(oof_dir)
+    if STACK_NAME in names:
+        raise ConfigError(
+            f"--experiments: {STACK_NAME!r} is the stacker's own output ({oof_dir / STACK_NAME}/), which this run "
+            "writes: name the experiments to stack"
+        )
     if not names:
         raise ArtifactError(f"no experiments in {oof_dir}/: run scripts/train_folds.sh first")
     loaded = load_aligned(names, oof_dir, folds_dir, data_dir)

@@ -4,6 +4,11 @@ As in timm's ``train.py``, the YAML file supplies the defaults, any field can be
 overridden on the command line (``--epochs 3``), and the resolved config is
 written beside the outputs. Unknown keys and bad values are errors that name
 the file and the key and list what is valid.
+
+YAML is read strictly (``parse_yaml``): UTF-8 text; a key given twice in one mapping is an error naming both
+lines (PyYAML would keep the last silently); aliases may expand to at most ``MAX_ALIAS_NODES`` nodes in all,
+counted without building them, so a few hundred bytes of nested aliases (a "billion laughs") cannot take
+gigabytes. Errors quote values through ``quote``: a few hundred characters at most.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any, get_type_hints
 
 import yaml
 
-from solution.core.errors import ConfigError
+from solution.core.errors import ConfigError, clip, quote
 from solution.core.fileio import atomic_write_text
 from solution.core.registry import NON_NEGATIVE, POSITIVE, SEED, Interval, Registry
 from solution.core.workspace import STACK_NAME
@@ -109,14 +114,14 @@ def _coerce_loss(value: Any, where: str) -> str | dict[str, float]:
     """A loss name, or a mix given as a mapping (YAML) or as YAML text (the command line: '{focal: 1, lovasz: 0.5}')."""
     if isinstance(value, str) and value.lstrip().startswith("{"):
         try:
-            value = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{where}: key 'loss' is not a valid YAML mapping: {exc}") from exc
+            value = parse_yaml(value)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: key 'loss' is not a valid YAML mapping: {exc}") from None
     if isinstance(value, dict):
         return {str(k): v for k, v in value.items()}
     if isinstance(value, str):
         return value
-    raise ConfigError(f"{where}: key 'loss' expects a loss name or a mapping name -> weight, got {value!r}")
+    raise ConfigError(f"{where}: key 'loss' expects a loss name or a mapping name -> weight, got {quote(value)}")
 
 
 def _coerce(key: str, value: Any, where: str) -> Any:
@@ -140,7 +145,7 @@ def _coerce(key: str, value: Any, where: str) -> Any:
             pass
     elif expected is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return str(value)
-    raise ConfigError(f"{where}: key '{key}' expects {expected.__name__}, got {value!r}")
+    raise ConfigError(f"{where}: key '{key}' expects {expected.__name__}, got {quote(value)}")
 
 
 def _validate(cfg: ExperimentConfig, where: str) -> None:
@@ -164,17 +169,17 @@ def check_name(name: str, where: str) -> None:
     """An experiment name is a plain folder name under runs/ and oof/, never a path, never the stacker's."""
     if not NAME_PATTERN.fullmatch(name) or name in RESERVED_NAMES:
         raise ConfigError(
-            f"{where}: experiment name {name!r} must be letters, digits, '_', '-' or '.' (starting with a letter "
+            f"{where}: experiment name {quote(name)} must be letters, digits, '_', '-' or '.' (starting with a letter "
             f"or digit), and not {', '.join(RESERVED_NAMES)}: rename the config file or pass --name"
         )
 
 
 def build_config(values: dict[str, Any], where: str) -> ExperimentConfig:
     """A validated config from a mapping; ``where`` names its origin in error messages."""
-    unknown = sorted(set(values) - set(FIELD_TYPES))
+    unknown = sorted(map(str, set(values) - set(FIELD_TYPES)))
     if unknown:
         raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(FIELD_TYPES)}"
+            f"{where}: unknown key(s) {clip(', '.join(map(quote, unknown)))}; valid keys: {', '.join(FIELD_TYPES)}"
         )
     if "name" not in values:
         raise ConfigError(f"{where}: missing key 'name'")
@@ -184,14 +189,85 @@ def build_config(values: dict[str, Any], where: str) -> ExperimentConfig:
     return cfg
 
 
+MAX_ALIAS_NODES = 1000  # YAML nodes that a config's aliases may stand for, in all (a config has ~30 keys)
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses a key given twice in one mapping and aliases that stand for more than
+    ``MAX_ALIAS_NODES`` nodes in all (or an alias inside its own anchor); it raises ``ConfigError``."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._alias_nodes = 0
+        self._sizes: dict[int, int] = {}  # id(node) -> nodes it stands for, aliases counted as their targets
+        self._open: list[str | None] = []  # anchors of the nodes being composed, outermost first
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            self._count_alias(event)
+            return super().compose_node(parent, index)
+        self._open.append(event.anchor)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._open.pop()
+
+    def _count_alias(self, event: yaml.AliasEvent) -> None:
+        line = event.start_mark.line + 1 if event.start_mark else "?"
+        if event.anchor in self._open:
+            raise ConfigError(f"line {line}: alias *{clip(str(event.anchor))} stands inside its own anchor")
+        if event.anchor in self.anchors:  # an unknown one is PyYAML's error
+            self._alias_nodes += self._size(self.anchors[event.anchor])
+        if self._alias_nodes > MAX_ALIAS_NODES:
+            raise ConfigError(
+                f"line {line}: aliases stand for more than {MAX_ALIAS_NODES} YAML nodes in all; "
+                "a config needs few: write the values out"
+            )
+
+    def _size(self, node: yaml.Node) -> int:
+        if id(node) not in self._sizes:
+            if isinstance(node, yaml.MappingNode):
+                children = [n for pair in node.value for n in pair]
+            else:
+                children = node.value if isinstance(node, yaml.SequenceNode) else []
+            self._sizes[id(node)] = 1 + sum(self._size(child) for child in children)
+        return self._sizes[id(node)]
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True) if key_node.tag != "tag:yaml.org,2002:merge" else None
+            if isinstance(key, (str, int, float, bool)):
+                line = key_node.start_mark.line + 1
+                if key in first:
+                    raise ConfigError(f"key {quote(key)} is given twice (lines {first[key]} and {line}); keep one")
+                first[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text read by the strict loader; any problem is a ``ConfigError`` for the caller to place."""
+    loader = _ConfigLoader(text)
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {clip(str(exc), 1000)}") from None  # PyYAML's snippets are short
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path: Path | str) -> dict[str, Any]:
+    """The mapping of a UTF-8 YAML config file, read by ``parse_yaml``'s rules."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        data = parse_yaml(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

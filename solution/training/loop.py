@@ -338,7 +338,7 @@ def _train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, run: Fold
     if ctx.is_main:
         save_config(cfg, run.config)
     images, stats = _open_train_cache(cfg, dataset, ctx)
-    seed_everything(cfg.seed + run.fold)
+    seed_everything((cfg.seed + run.fold) % 2**32)  # numpy's seed lies in [0, 2**32 - 1], as cfg.seed does
     train_loader, val_loader = _loaders(cfg, dataset, images, open_extras(folds), folds, run.fold, ctx)
     engine = build_engine(cfg, stats, max(1, len(train_loader) // cfg.accumulate), ctx)
     progress = _resume(run, saved, engine)

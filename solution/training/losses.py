@@ -15,7 +15,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-from solution.core.errors import ConfigError
+from solution.core.errors import ConfigError, quote
 from solution.core.registry import Registry
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -97,7 +97,7 @@ def _named(name: str, gamma: float) -> LossFn:
 def _check_weight(name: str, weight: object) -> float:
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
         raise ConfigError(
-            f"loss: the weight of {name!r} must be a positive finite number, got {weight!r}; {_registered()}"
+            f"loss: the weight of {quote(name)} must be a positive finite number, got {quote(weight)}; {_registered()}"
         )
     return float(weight)
 
@@ -112,7 +112,7 @@ def build_loss(spec: str | Mapping[str, float], gamma: float = 2.0) -> LossFn:
     if isinstance(spec, str):
         return _named(spec, gamma)
     if not isinstance(spec, Mapping):
-        raise ConfigError(f"loss: expected a loss name or a mapping name -> weight, got {spec!r}; {_registered()}")
+        raise ConfigError(f"loss: expected a loss name or a mapping name -> weight, got {quote(spec)}; {_registered()}")
     if not spec:
         raise ConfigError(f"loss: an empty mix names no loss; {_registered()}")
     return WeightedLoss(tuple((_check_weight(name, weight), _named(name, gamma)) for name, weight in spec.items()))
