@@ -81,20 +81,16 @@ done
 
 # Folds in parallel: job j trains folds j, j + N, ...; each job gets one GPU, or its share of the cores.
 train_parallel() {
-    local config=$1 n_folds gpus j k folds
-    n_folds=$(python -c "import json; print(json.load(open('folds/folds.json'))['n_folds'])")
+    local config=$1 gpus j
     IFS=, read -r -a gpus <<< "${CUDA_VISIBLE_DEVICES-$(python -c \
         "import torch; print(','.join(map(str, range(torch.cuda.device_count()))))")}"
     for ((j = 0; j < jobs; j++)); do
-        folds=()
-        for ((k = j; k < n_folds; k += jobs)); do folds+=("$k"); done
-        [[ ${#folds[@]} -gt 0 ]] || continue
         if [[ ${#gpus[@]} -gt 0 && -n "${gpus[0]}" ]]; then
             start env CUDA_VISIBLE_DEVICES="${gpus[j % ${#gpus[@]}]}" TQDM_DISABLE=1 \
-                python -m solution.train --config "$config" --data "$data" --fold "${folds[@]}"
+                python -m solution.train --config "$config" --data "$data" --share "$j/$jobs"
         else
             start env OMP_NUM_THREADS=$(( $(nproc) / jobs > 0 ? $(nproc) / jobs : 1 )) TQDM_DISABLE=1 \
-                python -m solution.train --config "$config" --data "$data" --fold "${folds[@]}"
+                python -m solution.train --config "$config" --data "$data" --share "$j/$jobs"
         fi
     done
     finish

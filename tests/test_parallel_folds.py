@@ -1,6 +1,7 @@
 """``scripts/train_folds.sh --jobs 2``: folds trained side by side, one process each, on CPU; a signal to the
 script ends them."""
 
+import argparse
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from solution import train
 from solution.core.fileio import exclusive
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_folds.sh"
@@ -92,3 +94,10 @@ def test_a_signal_to_the_script_ends_its_trainers_and_a_rerun_resumes(tiny_datas
         rerun = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
         assert rerun.returncode == 0, rerun.stderr[-3000:]
         assert len(pd.read_parquet(tmp_path / "oof" / "long" / "oof.parquet")) == 40
+
+
+def test_a_share_names_one_of_n_jobs():
+    assert train.share("1/2") == (1, 2)
+    for bad in ("2/2", "1", "a/b", "-1/3"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            train.share(bad)
