@@ -7,7 +7,7 @@ import pytest
 import timm
 import torch
 
-from solution import train
+from solution import predict, train
 from solution.artifacts.folds import read_folds
 from solution.core.errors import ConfigError
 from solution.core.fileio import exclusive, read_json
@@ -136,3 +136,22 @@ def test_oversampling_draws_the_fold_training_images_by_their_weights(trained, e
     n_train = int((read_folds("folds").fold != 0).sum())
     assert len(labels) == draws == n_train and factor == 1.0
     assert read_json(trained / "over" / "engine" / "fold0" / "metrics.json")["epochs_run"] == 1
+
+
+def test_a_run_resumes_finishes_and_predicts_without_its_pretrained_file(trained, monkeypatch, tmp_path):
+    """Only a fresh start reads the pretrained weights: resuming, the end of a fold and predict load a saved state
+    into a model built without them (offline, ImageNet weights would be a download)."""
+    weights_file = tmp_path / "weights.pth"
+    torch.save(timm.create_model("test_resnet", num_classes=28).state_dict(), weights_file)
+    (trained / "configs" / "pre.yaml").write_text(
+        f"backbone: test_resnet\nimage_size: 32\nbatch_size: 8\nepochs: 2\naugment: flips\ntta: none\n"
+        f"num_workers: 0\npretrained_file: {weights_file}\n"
+    )
+    args = ["--config", "configs/pre.yaml", "--runs-dir", "pre"]
+    train.main([*args, "--fold", "1", "2", "3", "4"])
+    train_killed_after_epoch_1([*args, "--fold", "0"], monkeypatch)
+    weights_file.unlink()
+    train.main([*args, "--fold", "0"])
+    assert read_json(trained / "pre" / "pre" / "fold0" / "metrics.json")["epochs_run"] == 2
+    predict.main([*args, "--redo"])
+    assert (trained / "oof" / "pre" / "oof.parquet").is_file()

@@ -32,9 +32,10 @@ def fold_run(runs_dir: Path, cfg: ExperimentConfig, folds: Folds, fold: int) -> 
 
 
 def load_checkpoint(cfg: ExperimentConfig, run: FoldRun, device: torch.device) -> tuple[nn.Module, StainStats]:
-    """A fold's final model and the stain statistics it was trained with."""
+    """A fold's final model and the stain statistics it was trained with (no pretrained weights fetched: the
+    checkpoint replaces them)."""
     state = run.load_state(run.checkpoint)
-    model = build_model(cfg)
+    model = build_model(cfg, weights=False)
     model.load_state_dict(state["model"])
     return model.to(device), StainStats.from_dict(state["stats"])
 

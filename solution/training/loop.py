@@ -232,10 +232,13 @@ def _loaders(
     return train_loader, val_loader
 
 
-def build_engine(cfg: ExperimentConfig, stats: StainStats, updates_per_epoch: int, ctx: Context) -> Engine:
-    """The model, its optimizer, schedule, EMA and batch transform, on the context's device."""
+def build_engine(
+    cfg: ExperimentConfig, stats: StainStats, updates_per_epoch: int, ctx: Context, weights: bool = True
+) -> Engine:
+    """The model, its optimizer, schedule, EMA and batch transform, on the context's device; ``weights``:
+    the model starts from its pretrained weights (False: a saved state is about to replace them)."""
     cuda = ctx.device.type == "cuda"
-    model = build_model(cfg).to(ctx.device)
+    model = build_model(cfg, weights).to(ctx.device)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay)
@@ -340,7 +343,7 @@ def _train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, run: Fold
     images, stats = _open_train_cache(cfg, dataset, ctx)
     seed_everything((cfg.seed + run.fold) % 2**32)  # numpy's seed lies in [0, 2**32 - 1], as cfg.seed does
     train_loader, val_loader = _loaders(cfg, dataset, images, open_extras(folds), folds, run.fold, ctx)
-    engine = build_engine(cfg, stats, max(1, len(train_loader) // cfg.accumulate), ctx)
+    engine = build_engine(cfg, stats, max(1, len(train_loader) // cfg.accumulate), ctx, weights=saved is None)
     progress = _resume(run, saved, engine)
     if progress.epoch:
         log.info(f"{run.dir}: resuming after epoch {progress.epoch}")

@@ -52,17 +52,16 @@ def _smp_encoder(name: str, in_chans: int, pretrained: bool, weights_file: str) 
     return encoder
 
 
-def _timm_model(cfg: ExperimentConfig, in_chans: int) -> nn.Module:
-    """A timm model; pretrained weights (downloaded or ``pretrained_file``) get a first convolution adapted
+def _timm_model(backbone: str, in_chans: int, drop_rate: float, pretrained: bool, weights_file: str) -> nn.Module:
+    """A timm model; pretrained weights (downloaded, or ``weights_file``) get a first convolution adapted
     to ``in_chans`` by timm's own ``adapt_input_conv`` (in ``load_pretrained``), never a random stem."""
-    overlay = {"file": cfg.pretrained_file} if cfg.pretrained_file else None
     return timm.create_model(
-        cfg.backbone,
-        pretrained=cfg.pretrained or bool(cfg.pretrained_file),
-        pretrained_cfg_overlay=overlay,
+        backbone,
+        pretrained=pretrained,
+        pretrained_cfg_overlay={"file": weights_file} if weights_file else None,
         in_chans=in_chans,
         num_classes=NUM_CLASSES,
-        drop_rate=cfg.drop_rate,
+        drop_rate=drop_rate,
     )
 
 
@@ -79,22 +78,30 @@ def check_backbone(backbone: str) -> None:
         )
 
 
-def build_model(cfg: ExperimentConfig) -> nn.Module:
-    """The classifier of an experiment, with ``in_channels(cfg.channels)`` inputs and 28 logits."""
+def build_model(cfg: ExperimentConfig, weights: bool = True) -> nn.Module:
+    """The classifier of an experiment, with ``in_channels(cfg.channels)`` inputs and 28 logits.
+
+    ``weights``: with the pretrained weights the config names (downloaded, or ``pretrained_file``). False
+    builds the same architecture, randomly initialised, for a saved state to be loaded into (a checkpoint,
+    a resumed run): it never downloads and never reads ``pretrained_file``, so a trained run predicts and
+    resumes offline and without its weights file.
+    """
     check_backbone(cfg.backbone)
     in_chans = in_channels(cfg.channels)
-    if cfg.pretrained_file and not Path(cfg.pretrained_file).is_file():
-        raise ConfigError(f"pretrained_file: no such file {cfg.pretrained_file!r}")
+    weights_file = cfg.pretrained_file if weights else ""
+    pretrained = weights and (cfg.pretrained or bool(weights_file))
+    if weights_file and not Path(weights_file).is_file():
+        raise ConfigError(f"pretrained_file: no such file {weights_file!r}")
     try:
         if cfg.backbone.startswith(SMP_PREFIX):
             name = cfg.backbone[len(SMP_PREFIX) :]
-            encoder = _smp_encoder(name, in_chans, cfg.pretrained, cfg.pretrained_file)
+            encoder = _smp_encoder(name, in_chans, pretrained, weights_file)
             return SmpClassifier(encoder, NUM_CLASSES, cfg.drop_rate)
-        return _timm_model(cfg, in_chans)
+        return _timm_model(cfg.backbone, in_chans, cfg.drop_rate, pretrained, weights_file)
     except Exception as exc:  # network, hub and state-dict errors come in many types
-        if not (cfg.pretrained or cfg.pretrained_file):
+        if not pretrained:
             raise
-        source = f"from {cfg.pretrained_file}" if cfg.pretrained_file else "(downloaded on first use)"
+        source = f"from {weights_file}" if weights_file else "(downloaded on first use)"
         raise ConfigError(
             f"pretrained: could not load pretrained weights for {cfg.backbone!r} {source} "
             f"({type(exc).__name__}: {exc}). Offline, run once with network access to fill the cache "
