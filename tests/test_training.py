@@ -155,3 +155,16 @@ def test_a_run_resumes_finishes_and_predicts_without_its_pretrained_file(trained
     assert read_json(trained / "pre" / "pre" / "fold0" / "metrics.json")["epochs_run"] == 2
     predict.main([*args, "--redo"])
     assert (trained / "oof" / "pre" / "oof.parquet").is_file()
+
+
+def test_a_state_saved_with_more_gpus_resumes_on_fewer(monkeypatch, caplog):
+    """torch's set_rng_state_all raises IndexError on a state of more devices than it sees: only the devices both
+    processes see are restored, and the difference is warned of."""
+    state, restored = loop.rng_state(), []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.append((state, device)))
+    saved = [torch.full((16,), 1, dtype=torch.uint8), torch.full((16,), 2, dtype=torch.uint8)]
+    loop.set_rng_state({**state, "cuda": saved})
+    assert len(restored) == 1 and restored[0][1] == 0 and torch.equal(restored[0][0], saved[0])
+    assert "resuming with 1 GPU(s) visible where the run saved the random states of 2" in caplog.text

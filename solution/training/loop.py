@@ -93,7 +93,21 @@ def set_rng_state(state: dict[str, Any]) -> None:
     )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        _set_cuda_rng_states(state["cuda"])
+
+
+def _set_cuda_rng_states(saved: list[torch.Tensor]) -> None:
+    """Restore the saved CUDA generators on the devices that both the saving process and this one see (a run
+    saved with 4 GPUs visible resumes with 1, and the other way round); a different count is warned of."""
+    visible = torch.cuda.device_count()
+    for device, state in enumerate(saved[:visible]):
+        torch.cuda.set_rng_state(state, device)
+    if len(saved) != visible:
+        log.warning(
+            f"resuming with {visible} GPU(s) visible where the run saved the random states of {len(saved)}: "
+            f"restored those of the first {min(visible, len(saved))}; random draws on the others will differ "
+            "from an uninterrupted run's"
+        )
 
 
 @dataclass
