@@ -2,7 +2,9 @@
 
 import csv
 import os
+import sys
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -11,8 +13,11 @@ from solution import predict, train
 from solution.artifacts.folds import read_folds
 from solution.core.errors import ConfigError
 from solution.core.fileio import exclusive, read_json
+from solution.data.loader import make_loader
+from solution.data.stats import StainStats
 from solution.training import loop
 from solution.training.config import build_config, load_config
+from solution.training.distributed import Context
 from solution.training.experiment import fold_run
 from solution.training.models import build_model
 
@@ -168,3 +173,48 @@ def test_a_state_saved_with_more_gpus_resumes_on_fewer(monkeypatch, caplog):
     loop.set_rng_state({**state, "cuda": saved})
     assert len(restored) == 1 and restored[0][1] == 0 and torch.equal(restored[0][0], saved[0])
     assert "resuming with 1 GPU(s) visible where the run saved the random states of 2" in caplog.text
+
+
+SYNCING = ("item", "tolist", "nonzero", "__bool__", "cpu", "numpy")  # Tensor methods that wait for the device
+
+
+def kit_syncs(monkeypatch) -> list[str]:
+    """The list that collects every call, from the kit's own code, of a Tensor method that waits for the device
+    (or of ``torch.nonzero``, or a ``.to`` without ``non_blocking=True``); torch's internals are not counted."""
+    calls: list[str] = []
+
+    def counting(owner, name, blocking=lambda *a, **kw: True):
+        real = getattr(owner, name)
+
+        def wrapper(*args, **kwargs):
+            caller = sys._getframe(1).f_globals.get("__name__", "")
+            if caller.startswith("solution.") and blocking(*args, **kwargs):
+                calls.append(f"{name} in {caller}")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, wrapper)
+
+    for name in SYNCING:
+        counting(torch.Tensor, name)
+    counting(torch, "nonzero")
+    counting(torch.Tensor, "to", blocking=lambda *a, non_blocking=False, **kw: not non_blocking)
+    return calls
+
+
+def test_a_training_step_never_waits_for_the_device_and_the_epoch_loss_is_the_steps_mean(monkeypatch):
+    cfg = build_config(
+        {"name": "s", "backbone": "test_resnet", "image_size": 16, "batch_size": 4, "accumulate": 2, "ema": 0.9}
+        | {"clip_grad": 1.0, "augment": "flips", "num_workers": 0},
+        "test",
+    )
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (16, 16, 16, 4), dtype=np.uint8)
+    labels = (rng.random((16, 28)) < 0.3).astype(np.uint8)
+    loader = make_loader(images, np.arange(16), 4, 0, labels=labels, shuffle=True)
+    engine = loop.build_engine(cfg, StainStats(mean=np.full(4, 127.0), cov=np.eye(4) * 4900), len(loader), Context())
+    losses, loss_fn = [], engine.loss_fn
+    engine.loss_fn = lambda logits, y: losses.append(loss_fn(logits, y)) or losses[-1]
+    calls = kit_syncs(monkeypatch)
+    mean = loop.train_one_epoch(cfg, engine, loader, Context(), 0, "syncs")
+    assert calls == ["item in solution.training.distributed"]  # the epoch's one reading of the summed loss
+    assert len(losses) == 4 and mean == sum(loss.item() * 4 for loss in losses) / 16

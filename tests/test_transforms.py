@@ -34,6 +34,35 @@ def test_random_dihedral_gives_each_image_one_of_its_eight_views():
     assert seen == set(range(8))
 
 
+def dihedral_by_index(x: torch.Tensor) -> torch.Tensor:
+    """The batch transform's dihedral step before it went sync-free (one ``nonzero`` per view): the oracle."""
+    k = torch.randint(0, 8, (x.shape[0],)).to(x.device)
+    out = torch.empty_like(x)
+    for t in range(8):
+        idx = (k == t).nonzero(as_tuple=True)[0]
+        if len(idx):
+            view = torch.rot90(x[idx], t % 4, dims=(-2, -1))
+            out[idx] = view.flip(-1) if t >= 4 else view
+    return out
+
+
+def transform_by_index(transform: BatchTransform, stains: torch.Tensor) -> torch.Tensor:
+    """``BatchTransform(..)(stains, dihedral=True)`` as it was: mix and normalise, then ``dihedral_by_index``."""
+    x = torch.einsum("cs,bhws->bchw", transform.weight, stains.float()) + transform.bias[None, :, None, None]
+    return dihedral_by_index(x).contiguous()
+
+
+@pytest.mark.parametrize("setup, seed", [("rgby", 0), ("ry_gy_b", 1), ("g", 2), ("by_ry_g", 3)])
+def test_sync_free_batch_transform_gives_the_values_of_the_indexed_one(setup, seed):
+    stains = torch.from_numpy(np.random.default_rng(seed).integers(0, 255, (64, 12, 12, 4), dtype=np.uint8))
+    stats = StainStats(mean=np.array([90.0, 60, 40, 70]), cov=np.eye(4) * 800 + 100)
+    transform = BatchTransform(channel_matrix(setup), stats)
+    torch.manual_seed(seed)
+    expected = transform_by_index(transform, stains)
+    torch.manual_seed(seed)
+    assert torch.equal(transform(stains, dihedral=True), expected)
+
+
 @pytest.mark.parametrize("name", sorted(AUGMENTATIONS))
 def test_worker_part_keeps_four_uint8_channels(name):
     image = np.random.default_rng(1).integers(0, 255, (32, 32, 4), dtype=np.uint8)

@@ -85,10 +85,11 @@ def teardown(ctx: Context) -> None:
         dist.destroy_process_group()
 
 
-def mean_over_ranks(ctx: Context, total: float, count: int) -> float:
-    """The mean of a quantity summed over ``count`` items on each rank, over all ranks."""
+def mean_over_ranks(ctx: Context, total: torch.Tensor, count: int) -> float:
+    """The mean of a quantity summed (``total``, a float64 scalar on the context's device) over ``count``
+    items on each rank, over all ranks; the one host sync of the sum."""
     if not ctx.distributed:
-        return total / max(count, 1)
-    t = torch.tensor([total, float(count)], dtype=torch.float64, device=ctx.device)
+        return total.item() / max(count, 1)
+    t = torch.stack([total, torch.tensor(float(count), dtype=torch.float64, device=ctx.device)])
     dist.all_reduce(t)
     return (t[0] / t[1].clamp(min=1)).item()

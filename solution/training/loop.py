@@ -62,6 +62,7 @@ from solution.training.optim import make_optimizer
 log = logging.getLogger(__spec__.name)
 
 SELECT_METRIC = "val_macro_f1_fitted"  # the best epoch is the one with the highest value of this
+SHOW_LOSS_EVERY = 50  # steps between the progress bar's readings of the loss (each one a host sync)
 
 
 def seed_everything(seed: int) -> None:
@@ -146,10 +147,14 @@ class Engine:
 def train_one_epoch(
     cfg: ExperimentConfig, engine: Engine, loader: DataLoader, ctx: Context, epoch: int, desc: str
 ) -> float:
-    """One pass over this rank's share of the training images; returns the mean loss over all ranks."""
+    """One pass over this rank's share of the training images; returns the mean loss over all ranks.
+
+    No host sync per step: the loss is summed on the device and read once, at the end (and by a progress bar
+    that is shown, every ``SHOW_LOSS_EVERY`` steps).
+    """
     engine.step_model.train()
     device, dihedral = ctx.device, AUGMENTATIONS[cfg.augment].dihedral
-    total, count, start = 0.0, 0, time.perf_counter()
+    total, count, start = torch.zeros((), dtype=torch.float64, device=device), 0, time.perf_counter()
     updates = epoch * (len(loader) // cfg.accumulate)
     bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None if ctx.is_main else True)
     engine.optimizer.zero_grad(set_to_none=True)
@@ -163,9 +168,10 @@ def train_one_epoch(
         if (i + 1) % cfg.accumulate == 0:
             updates += 1
             _update(cfg, engine, updates)
-        total += loss.item() * len(y)
+        total += loss.detach().double() * len(y)
         count += len(y)
-        bar.set_postfix(loss=f"{total / count:.4f}", img_s=f"{count / (time.perf_counter() - start):.0f}")
+        if not bar.disable and (i + 1) % SHOW_LOSS_EVERY == 0:
+            bar.set_postfix(loss=f"{total.item() / count:.4f}", img_s=f"{count / (time.perf_counter() - start):.0f}")
     return mean_over_ranks(ctx, total, count)
 
 
