@@ -8,6 +8,7 @@ from solution.core.errors import ConfigError
 from solution.training.config import build_config
 from solution.training.inference import predict_probs
 from solution.training.models import build_model
+from solution.training.numerics import Numerics
 from solution.training.tta import tta_views
 
 
@@ -36,7 +37,7 @@ def test_tta_views_by_hand(mode, expected_logits):
     views = tta_views(corners_batch(), mode)
     assert sorted(views[:, 0, 0, 0].tolist()) == sorted(expected_logits)
     loader = DataLoader(TensorDataset(corners_batch(), torch.zeros(1, 28)), batch_size=1)
-    probs = predict_probs(TopLeft(), loader, mode, torch.device("cpu"))
+    probs = predict_probs(TopLeft(), loader, mode, Numerics("fp32", torch.device("cpu"), channels_last=False))
     expected = torch.sigmoid(torch.tensor(expected_logits)).mean().item()
     np.testing.assert_allclose(probs, np.full((1, 28), expected), rtol=1e-6)
 

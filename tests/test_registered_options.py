@@ -22,6 +22,7 @@ from solution.training.distributed import Context, resolve_device
 from solution.training.inference import predict_probs
 from solution.training.losses import get_loss
 from solution.training.models import build_model
+from solution.training.numerics import resolve_numerics
 from solution.training.optim import make_optimizer
 from solution.training.tta import tta_views
 
@@ -42,7 +43,8 @@ def one_step(cfg, device):
     loss = loop.train_one_epoch(cfg, engine, loader, Context(device=device), 0, "step")
     assert np.isfinite(loss)
     assert any(not torch.equal(a, b) for a, b in zip(before, engine.model.parameters()))
-    probs = predict_probs(engine.model, make_loader(images, np.arange(3), 4, 0), cfg.tta, device, engine.transform)
+    loader = make_loader(images, np.arange(3), 4, 0)
+    probs = predict_probs(engine.model, loader, cfg.tta, engine.numerics, engine.transform)
     assert probs.shape == (3, 28) and ((probs >= 0) & (probs <= 1)).all()
 
 
@@ -83,6 +85,7 @@ def test_command_line_choices_come_from_the_registry(key, capsys):
         (lambda: tta_views(torch.zeros(1, 1, 2, 2), "nope"), "registered: none, flip, d4"),
         (lambda: channel_matrix("nope"), "registered: rgby, rgb, g, ry_gy_b, by_ry_g"),
         (lambda: resolve_device("nope"), "registered: auto, cpu, cuda"),
+        (lambda: resolve_numerics("nope", torch.device("cpu")), "registered: auto, bf16, fp16, fp32"),
     ],
 )
 def test_no_registry_falls_back_silently(lookup, match):

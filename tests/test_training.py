@@ -95,6 +95,7 @@ def test_logs_best_epoch_and_early_stopping(trained, engine_cfg, monkeypatch):
     assert {"train_loss", "val_loss", "lr", "images_per_s", "val_macro_f1_fitted"} <= set(rows[0])
     metrics = read_json(run / "metrics.json")
     assert metrics["best_epoch"] == 2 and metrics["epochs_run"] == 4 and metrics["val_macro_f1_fitted"] == 0.5
+    assert metrics["precision"] == "fp32"  # precision: auto, on the CPU
     assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 2
     assert any((run / "tb").iterdir()) and not (run / "last.pt").exists() and not (run / "best.pt").exists()
 

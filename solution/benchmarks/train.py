@@ -34,6 +34,7 @@ from solution.training import loop
 from solution.training.config import ExperimentConfig, build_config, load_config
 from solution.training.distributed import Context, resolve_device
 from solution.training.inference import predict_probs
+from solution.training.numerics import Numerics
 
 DEMO_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "demo"
 N_TRAIN = 640
@@ -83,17 +84,15 @@ def gpu_rates(name: str, bf16: bool, batch: int = 32, size: int = 512) -> tuple[
     """(train img/s, d4-TTA predict img/s) of a model on the GPU."""
     cfg = build_config({"name": "bench", "backbone": name, "image_size": size, "batch_size": batch}, "bench")
     device = torch.device("cuda")
-    model = loop.build_model(cfg).to(device)
-    model = model.to(memory_format=torch.channels_last if bf16 else torch.contiguous_format)
+    numerics = Numerics("bf16", device, channels_last=True) if bf16 else Numerics("fp32", device, channels_last=False)
+    model = loop.build_model(cfg).to(device).to(memory_format=numerics.memory_format)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x = torch.randn(batch, 4, size, size, device=device)
-    if bf16:
-        x = x.contiguous(memory_format=torch.channels_last)
+    x = torch.randn(batch, 4, size, size, device=device).contiguous(memory_format=numerics.memory_format)
     y = torch.zeros(batch, 28, device=device)
 
     def step() -> None:
         for _ in range(5):
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+            with numerics.autocast():
                 loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x).float(), y)
             opt.zero_grad()
             loss.backward()
@@ -103,17 +102,10 @@ def gpu_rates(name: str, bf16: bool, batch: int = 32, size: int = 512) -> tuple[
     loader = [(x[:8], y[:8])] * 4
 
     def predict() -> None:
-        predict_probs(model, loader, "d4", device) if bf16 else _fp32_predict(model, loader)  # type: ignore[arg-type]
+        predict_probs(model, loader, "d4", numerics)  # type: ignore[arg-type]
         torch.cuda.synchronize()
 
     return 5 * batch / best_seconds(step, 2, warm_up=True), 4 * 8 / best_seconds(predict, 2, warm_up=True)
-
-
-@torch.no_grad()
-def _fp32_predict(model: torch.nn.Module, loader: list) -> None:
-    model.eval()
-    for x, _ in loader:
-        model(torch.cat([torch.rot90(x, k, dims=(-2, -1)) for k in range(4)] * 2))
 
 
 def run() -> dict[str, float]:

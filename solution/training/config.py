@@ -30,6 +30,7 @@ from solution.data.channels import CHANNEL_SETUPS
 from solution.data.transforms import AUGMENTATIONS
 from solution.training.distributed import DEVICES
 from solution.training.losses import LOSSES, build_loss
+from solution.training.numerics import PRECISIONS
 from solution.training.optim import OPTIMIZERS
 from solution.training.tta import TTA_MODES
 
@@ -41,6 +42,7 @@ REGISTRIES: dict[str, Registry[Any]] = {
     "tta": TTA_MODES,
     "augment": AUGMENTATIONS,
     "device": DEVICES,
+    "precision": PRECISIONS,
 }
 
 
@@ -72,6 +74,7 @@ class ExperimentConfig:
     drop_rate: float = 0.0
     num_workers: int = 2
     device: str = "auto"
+    precision: str = "auto"  # auto: bf16, fp16 or fp32 as the device allows (solution.training.numerics)
     compile: bool = False  # torch.compile the model (CUDA)
     seed: int = 42
 

@@ -24,6 +24,7 @@ from solution.training.config import ExperimentConfig, add_override_args, load_c
 from solution.training.distributed import resolve_device
 from solution.training.inference import predict_fold
 from solution.training.models import build_model, check_backbone
+from solution.training.numerics import resolve_numerics
 
 
 def fold_run(runs_dir: Path, cfg: ExperimentConfig, folds: Folds, fold: int) -> FoldRun:
@@ -48,12 +49,12 @@ def predict_experiment(
     runs = [fold_run(runs_dir, cfg, folds, k) for k in range(folds.n_folds)]
     todo = [run for run in runs if redo or not run.predictions_current()]
     if todo:  # the cached images, opened once for every fold
-        device = resolve_device(cfg.device)
+        numerics = resolve_numerics(cfg.precision, resolve_device(cfg.device))
         images = load_images(dataset, "train", dataset.train_ids, cfg.image_size)
         test_images = load_images(dataset, "test", dataset.test_ids, cfg.image_size)
         for run in todo:
-            model, stats = load_checkpoint(cfg, run, device)
-            predict_fold(cfg, model, stats, dataset, images, test_images, folds, run, device)
+            model, stats = load_checkpoint(cfg, run, numerics.device)
+            predict_fold(cfg, model, stats, dataset, images, test_images, folds, run, numerics)
     return assemble(runs, cfg.to_dict(), dataset, folds, oof_dir)
 
 

@@ -16,25 +16,27 @@ from solution.data.layout import Dataset
 from solution.data.loader import make_loader
 from solution.data.stats import StainStats
 from solution.training.config import ExperimentConfig
+from solution.training.numerics import Numerics
 from solution.training.tta import tta_views
 
 
 @torch.no_grad()
 def predict_probs(
-    model: nn.Module, loader: DataLoader, tta: str, device: torch.device, transform: BatchTransform | None = None
+    model: nn.Module, loader: DataLoader, tta: str, numerics: Numerics, transform: BatchTransform | None = None
 ) -> np.ndarray:
-    """(N, 28) sigmoid probabilities, averaged over the TTA views, all views of a batch in one forward.
+    """(N, 28) sigmoid probabilities, averaged over the TTA views, all views of a batch in one forward, on
+    ``numerics``' device in its precision.
 
     ``transform`` turns the loader's uint8 stains into model input on the device (None: batches already are).
     """
     model.eval()
     out = []
     for x, _ in loader:
-        x = x.to(device, non_blocking=True)
+        x = x.to(numerics.device, non_blocking=True)
         if transform is not None:
             x = transform(x)
         views = tta_views(x, tta)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with numerics.autocast():
             logits = model(views)
         probs = torch.sigmoid(logits.float()).view(len(views) // len(x), len(x), -1).mean(0)
         out.append(probs.cpu().numpy())
@@ -50,17 +52,18 @@ def predict_fold(
     test_images: np.ndarray,
     folds: Folds,
     run: FoldRun,
-    device: torch.device,
+    numerics: Numerics,
 ) -> None:
-    """Write the fold's TTA predictions: ``oof.parquet`` for its validation images, ``test.parquet``.
+    """Write the fold's TTA predictions: ``oof.parquet`` for its validation images, ``test.parquet``; the model
+    runs on ``numerics``' device, in its precision.
 
     ``images`` and ``test_images`` are the dataset's cached splits at ``cfg.image_size`` (opened once by
     the caller: naming a cache means a look at every source file)."""
-    transform = BatchTransform(channel_matrix(cfg.channels), stats, channels_last=device.type == "cuda")
+    transform = BatchTransform(channel_matrix(cfg.channels), stats, channels_last=numerics.channels_last)
 
     def predict(images: np.ndarray, positions: np.ndarray) -> np.ndarray:
         loader = make_loader(images, positions, cfg.batch_size, cfg.num_workers)
-        return predict_probs(model, loader, cfg.tta, device, transform)
+        return predict_probs(model, loader, cfg.tta, numerics, transform)
 
     _, val_pos = folds.split(dataset.train_ids, run.fold)
     oof = predict(images, val_pos)

@@ -57,6 +57,7 @@ from solution.training.experiment import fold_run, load_checkpoint
 from solution.training.inference import predict_fold
 from solution.training.losses import LossFn, build_loss
 from solution.training.models import build_model
+from solution.training.numerics import Numerics, resolve_numerics
 from solution.training.optim import make_optimizer
 
 log = logging.getLogger(__spec__.name)
@@ -137,6 +138,8 @@ class Engine:
     stats: StainStats
     transform: Callable[..., torch.Tensor]  # uint8 stains -> model input (a BatchTransform)
     loss_fn: LossFn
+    numerics: Numerics  # the precision and layout on the device
+    scaler: torch.amp.GradScaler  # enabled for fp16 only
 
     @property
     def eval_model(self) -> nn.Module:
@@ -161,10 +164,10 @@ def train_one_epoch(
     for i, (stains, y) in enumerate(bar):
         x = engine.transform(stains.to(device, non_blocking=True), dihedral=dihedral)
         y = y.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with engine.numerics.autocast():
             logits = engine.step_model(x)
         loss = engine.loss_fn(logits.float(), y)
-        (loss / cfg.accumulate).backward()
+        engine.scaler.scale(loss / cfg.accumulate).backward()
         if (i + 1) % cfg.accumulate == 0:
             updates += 1
             _update(cfg, engine, updates)
@@ -176,9 +179,13 @@ def train_one_epoch(
 
 
 def _update(cfg: ExperimentConfig, engine: Engine, updates: int) -> None:
+    """One optimizer step on the accumulated gradients (through the scaler: a step it skips, fp16's overflow,
+    still counts as an update of the schedule and the EMA)."""
     if cfg.clip_grad:
+        engine.scaler.unscale_(engine.optimizer)  # clip the true gradients, not the scaled ones
         nn.utils.clip_grad_norm_(engine.model.parameters(), cfg.clip_grad)
-    engine.optimizer.step()
+    engine.scaler.step(engine.optimizer)
+    engine.scaler.update()
     engine.optimizer.zero_grad(set_to_none=True)
     engine.scheduler.step_update(updates)
     if engine.ema is not None:
@@ -193,7 +200,7 @@ def validate(engine: Engine, loader: DataLoader, device: torch.device) -> dict[s
     probs, targets, total = [], [], 0.0
     for stains, y in loader:
         x, y = engine.transform(stains.to(device)), y.to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with engine.numerics.autocast():
             logits = model(x).float()
         total += engine.loss_fn(logits, y).item() * len(x)
         probs.append(torch.sigmoid(logits).cpu().numpy())
@@ -258,9 +265,8 @@ def build_engine(
     """The model, its optimizer, schedule, EMA and batch transform, on the context's device; ``weights``:
     the model starts from its pretrained weights (False: a saved state is about to replace them)."""
     cuda = ctx.device.type == "cuda"
-    model = build_model(cfg, weights).to(ctx.device)
-    if cuda:
-        model = model.to(memory_format=torch.channels_last)
+    numerics = resolve_numerics(cfg.precision, ctx.device)
+    model = build_model(cfg, weights).to(ctx.device).to(memory_format=numerics.memory_format)
     optimizer = make_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay)
     scheduler = CosineLRScheduler(
         optimizer,
@@ -273,8 +279,9 @@ def build_engine(
     step_model = cast(nn.Module, torch.compile(model)) if cfg.compile else model
     if ctx.distributed:
         step_model = DistributedDataParallel(step_model, device_ids=[ctx.device.index] if cuda else None)
-    transform = BatchTransform(channel_matrix(cfg.channels), stats, channels_last=cuda)
-    return Engine(model, step_model, optimizer, scheduler, ema, stats, transform, build_loss(cfg.loss, cfg.focal_gamma))
+    transform = BatchTransform(channel_matrix(cfg.channels), stats, channels_last=numerics.channels_last)
+    loss_fn = build_loss(cfg.loss, cfg.focal_gamma)
+    return Engine(model, step_model, optimizer, scheduler, ema, stats, transform, loss_fn, numerics, numerics.scaler())
 
 
 def _save_last(run: FoldRun, engine: Engine, progress: Progress) -> None:
@@ -283,8 +290,10 @@ def _save_last(run: FoldRun, engine: Engine, progress: Progress) -> None:
         "optimizer": engine.optimizer.state_dict(),
         "scheduler": engine.scheduler.state_dict(),
         "ema": engine.ema.state_dict() if engine.ema is not None else {},
+        "scaler": engine.scaler.state_dict(),  # empty unless fp16
         "rng": rng_state(),
         "threads": torch.get_num_threads(),
+        "precision": engine.numerics.precision,
         "progress": {"epoch": progress.epoch, "best": progress.best, "best_epoch": progress.best_epoch},
         "history": progress.history,
     }
@@ -300,8 +309,11 @@ def _resume(run: FoldRun, saved: dict[str, Any] | None, engine: Engine) -> Progr
     engine.scheduler.load_state_dict(saved["scheduler"])
     if engine.ema is not None:
         engine.ema.load_state_dict(saved["ema"])
+    if engine.scaler.is_enabled() and saved["scaler"]:
+        engine.scaler.load_state_dict(saved["scaler"])
     set_rng_state(saved["rng"])
     _warn_of_other_threads(run.last, saved.get("threads"))
+    _warn_of_other_precision(run.last, saved["precision"], engine.numerics.precision)
     return Progress(history=saved["history"], **saved["progress"])
 
 
@@ -313,6 +325,12 @@ def _warn_of_other_threads(path: Path, saved: int | None) -> None:
             f"{path}: resuming with {torch.get_num_threads()} torch threads where the run had {saved}: its numbers "
             f"will differ in their last bits from an uninterrupted run's (OMP_NUM_THREADS={saved} would match)"
         )
+
+
+def _warn_of_other_precision(path: Path, saved: str, now: str) -> None:
+    """``precision: auto`` resolves per device: a run resumed on another kind of GPU may go on in another one."""
+    if saved != now:
+        log.warning(f"{path}: resuming in {now} where the run trained in {saved} (precision: auto on another device)")
 
 
 def _end_of_epoch(run: FoldRun, engine: Engine, progress: Progress, metrics: dict, tb: SummaryWriter) -> None:
@@ -398,7 +416,9 @@ def _train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, run: Fold
         else:
             progress.epoch = epoch + 1
         ctx.barrier()
-    final = _finish(cfg, dataset, images, folds, run, progress, ctx, len(train_loader)) if ctx.is_main else {}
+    final = {}
+    if ctx.is_main:
+        final = _finish(cfg, dataset, images, folds, run, progress, ctx, engine.numerics, len(train_loader))
     if tb is not None:
         tb.close()
     ctx.barrier()
@@ -413,19 +433,22 @@ def _finish(
     run: FoldRun,
     progress: Progress,
     ctx: Context,
+    numerics: Numerics,
     steps: int,
 ) -> dict[str, Any]:
-    """Rank 0: the best epoch's weights become ``checkpoint.pt`` and predict; then ``metrics.json``."""
+    """Rank 0: the best epoch's weights become ``checkpoint.pt`` and predict (in the precision trained with);
+    then ``metrics.json``."""
     if run.best.is_file():
         os.replace(run.best, run.checkpoint)
     model, stats = load_checkpoint(cfg, run, ctx.device)
     test_images = load_images(dataset, "test", dataset.test_ids, cfg.image_size)
-    predict_fold(cfg, model, stats, dataset, images, test_images, folds, run, ctx.device)
+    predict_fold(cfg, model, stats, dataset, images, test_images, folds, run, numerics)
     best_row = next(h for h in progress.history if h["epoch"] == progress.best_epoch)
     final = {
         "fold": run.fold,
         "world_size": ctx.world_size,
         "process": {"pid": os.getpid(), "threads": torch.get_num_threads(), "device": str(ctx.device)},
+        "precision": numerics.precision,
         "steps_per_epoch": steps,
         "best_epoch": progress.best_epoch,
         "epochs_run": len(progress.history),
