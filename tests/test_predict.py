@@ -1,10 +1,15 @@
+from dataclasses import replace
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from solution import predict
 from solution.core.errors import ConfigError
+from solution.training import experiment, inference
 from solution.training.config import build_config
 from solution.training.inference import predict_probs
 from solution.training.models import build_model
@@ -80,3 +85,46 @@ def test_pretrained_offline_gives_clear_message(monkeypatch):
     monkeypatch.setattr(timm, "create_model", offline)
     with pytest.raises(ConfigError, match="could not load pretrained weights for 'resnet18'.*pretrained: false"):
         build_model(build_config({"name": "m", "backbone": "resnet18", "pretrained": True}, "test"))
+
+
+class LayoutRecorder(nn.Module):
+    """A convolution to 28 pooled logits that records whether each input it gets is channels-last."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.layouts = nn.Conv2d(4, 28, 3), []
+
+    def forward(self, x):
+        self.layouts.append(x.is_contiguous(memory_format=torch.channels_last))
+        return self.conv(x).mean((2, 3))
+
+
+def test_tta_views_take_the_layout_the_model_predicts_in():
+    loader = DataLoader(TensorDataset(torch.randn(3, 4, 8, 8), torch.zeros(3, 28)), batch_size=3)
+    model = LayoutRecorder()
+    cpu = torch.device("cpu")
+    plain = predict_probs(model, loader, "d4", Numerics("fp32", cpu, channels_last=False))
+    last = predict_probs(model.to(memory_format=torch.channels_last), loader, "d4", Numerics("fp32", cpu, True))
+    assert model.layouts == [False, True]
+    np.testing.assert_allclose(last, plain, rtol=1e-5)
+
+
+def test_predict_puts_the_model_and_its_views_in_the_devices_layout(trained, monkeypatch):
+    """Where the device's layout is channels-last (CUDA; here the CPU told so), the fold model and its d4 views are."""
+    real_numerics, real_predict = experiment.resolve_numerics, inference.predict_probs
+    monkeypatch.setattr(experiment, "resolve_numerics", lambda *a: replace(real_numerics(*a), channels_last=True))
+    seen = []
+
+    def recording(model, loader, tta, numerics, transform):
+        stem = next(p for p in model.parameters() if p.dim() == 4 and p.shape[-1] > 1)
+        seen.append(stem.is_contiguous(memory_format=torch.channels_last) and not stem.is_contiguous())
+        views = tta_views(transform(next(iter(loader))[0]), tta, numerics.memory_format)
+        seen.append(views.is_contiguous(memory_format=torch.channels_last) and not views.is_contiguous())
+        return real_predict(model, loader, tta, numerics, transform)
+
+    monkeypatch.setattr(inference, "predict_probs", recording)
+    before = pd.read_parquet("oof/tiny_effnet/oof.parquet")
+    predict.main(["--config", "configs/tiny_effnet.yaml", "--redo"])
+    assert seen and all(seen)
+    after = pd.read_parquet("oof/tiny_effnet/oof.parquet")
+    np.testing.assert_allclose(after.iloc[:, 1:].to_numpy(), before.iloc[:, 1:].to_numpy(), atol=1e-5)

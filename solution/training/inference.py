@@ -25,7 +25,7 @@ def predict_probs(
     model: nn.Module, loader: DataLoader, tta: str, numerics: Numerics, transform: BatchTransform | None = None
 ) -> np.ndarray:
     """(N, 28) sigmoid probabilities, averaged over the TTA views, all views of a batch in one forward, on
-    ``numerics``' device in its precision.
+    ``numerics``' device in its precision and layout (the model is expected in that layout too).
 
     ``transform`` turns the loader's uint8 stains into model input on the device (None: batches already are).
     """
@@ -35,7 +35,7 @@ def predict_probs(
         x = x.to(numerics.device, non_blocking=True)
         if transform is not None:
             x = transform(x)
-        views = tta_views(x, tta)
+        views = tta_views(x, tta, numerics.memory_format)
         with numerics.autocast():
             logits = model(views)
         probs = torch.sigmoid(logits.float()).view(len(views) // len(x), len(x), -1).mean(0)
@@ -58,7 +58,8 @@ def predict_fold(
     runs on ``numerics``' device, in its precision.
 
     ``images`` and ``test_images`` are the dataset's cached splits at ``cfg.image_size`` (opened once by
-    the caller: naming a cache means a look at every source file)."""
+    the caller: naming a cache means a look at every source file). The model is put in ``numerics``' layout."""
+    model = model.to(memory_format=numerics.memory_format)
     transform = BatchTransform(channel_matrix(cfg.channels), stats, channels_last=numerics.channels_last)
 
     def predict(images: np.ndarray, positions: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Test-time augmentation modes: each a named set of views of a batch, as ttach's ``aliases.py``.
 
-All views of a batch are stacked into one (V * B, C, H, W) tensor so that one
-forward pass predicts them all; the probabilities are then averaged over views.
+All views of a batch are written into one (V * B, C, H, W) tensor, in the layout
+the model predicts in, so that one forward pass predicts them all; the
+probabilities are then averaged over views.
 """
 
 from __future__ import annotations
@@ -37,6 +38,12 @@ TTA_MODES: Registry[Callable[[torch.Tensor], list[torch.Tensor]]] = Registry(
 )
 
 
-def tta_views(x: torch.Tensor, mode: str) -> torch.Tensor:
-    """The batch under each view of ``mode``, stacked: (V * B, C, H, W)."""
-    return torch.cat(TTA_MODES[mode](x))
+def tta_views(x: torch.Tensor, mode: str, memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+    """The batch under each view of ``mode``, stacked: (V * B, C, H, W), in ``memory_format`` (each view is
+    written into it: ``torch.rot90(x, 0)`` is a copy in the default layout, whatever ``x``'s, so a ``torch.cat``
+    of the views would come out in that layout)."""
+    views = TTA_MODES[mode](x)
+    out = torch.empty((len(views) * len(x), *x.shape[1:]), dtype=x.dtype, device=x.device, memory_format=memory_format)
+    for i, view in enumerate(views):
+        out[i * len(x) : (i + 1) * len(x)] = view
+    return out
