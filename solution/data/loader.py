@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from solution.data.dataset import HpaDataset, Images, reseed_worker
+from solution.data.dataset import HpaDataset, Images, init_worker
 
 
 def make_loader(
@@ -41,5 +41,5 @@ def make_loader(
         drop_last=drop_last,
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available(),
-        worker_init_fn=reseed_worker,
+        worker_init_fn=init_worker,
     )
