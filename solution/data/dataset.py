@@ -8,6 +8,8 @@ conversion and normalisation run on whole batches on the device
 
 from __future__ import annotations
 
+import os
+
 import albumentations as A
 import cv2
 import numpy as np
@@ -90,9 +92,29 @@ def limit_threads() -> None:
 
 def init_worker(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: one thread per library (``limit_threads``); each worker's augmentation
-    gets its own seed, derived from the epoch's."""
+    gets its own seed, derived from the epoch's. Safe in a forked worker too: its parent forked it with one
+    OpenCV thread (``_one_opencv_thread_across_forks``)."""
     limit_threads()
     info = get_worker_info()
     assert info is not None, "init_worker runs in DataLoader workers only"
     dataset: HpaDataset = info.dataset  # type: ignore[assignment]
     dataset.reseed(dataset.seed * 1009 + worker_id + 1)
+
+
+def _one_opencv_thread_across_forks() -> None:
+    """Register fork hooks: OpenCV's thread pool does not survive a fork (in the child, setting its thread count
+    waits forever on the parent's threads once they sleep), so a process drops to one OpenCV thread while it
+    forks (the child, e.g. a loader worker, keeps that one) and takes its own count back after."""
+    counts: list[int] = []
+
+    def before() -> None:
+        counts.append(cv2.getNumThreads())
+        cv2.setNumThreads(1)
+
+    def after_in_parent() -> None:
+        cv2.setNumThreads(counts.pop())
+
+    os.register_at_fork(before=before, after_in_parent=after_in_parent)
+
+
+_one_opencv_thread_across_forks()
