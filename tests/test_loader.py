@@ -1,10 +1,17 @@
-"""The training loaders' worker processes: one thread per library in each."""
+"""The training loaders' worker processes: one thread per library in each, persistent, seeded per epoch."""
 
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
+import torch
+
+from solution.data.dataset import HpaDataset, augmentation_seed
+from solution.data.loader import make_loader
+from solution.data.transforms import train_transform
 
 WORKER_THREADS = """
 import sys, time
@@ -49,3 +56,31 @@ def test_each_loader_worker_runs_one_thread_per_library():
             raise
     assert run.returncode == 0, err[-2000:]
     assert out.split("\n")[-2] == f"{[[1, 1, 1, 0]] * 4} 2"  # torch, OpenCV, BLAS; the parent keeps 2
+
+
+def test_the_epochs_seed_reaches_persistent_workers():
+    """Persistent workers keep their copy of the dataset: the epoch's seed reaches them through the items."""
+    images = np.random.default_rng(0).integers(0, 255, (8, 16, 16, 4), dtype=np.uint8)
+    loader = make_loader(images, np.arange(8), 2, 2, transform=train_transform("light"), persistent=True)
+
+    def one_epoch(seed: int) -> torch.Tensor:
+        loader.sampler.start_epoch(0, seed)
+        return torch.cat([x for x, _ in loader])
+
+    first = one_epoch(1)
+    workers = {w.pid for w in loader._iterator._workers}
+    second, again = one_epoch(2), one_epoch(1)
+    assert {w.pid for w in loader._iterator._workers} == workers  # the same processes served every epoch
+    assert not torch.equal(first, second) and torch.equal(first, again)
+
+
+def test_each_rank_and_worker_augments_with_its_own_seed():
+    assert augmentation_seed(5, 0, None) == 5 and augmentation_seed(5, 0, 1) == 5 * 1009 + 2  # as before ranks
+    seeds = {augmentation_seed(2**31 - 2, rank, worker) for rank in range(8) for worker in (None, *range(16))}
+    assert len(seeds) == 8 * 17
+    image = np.random.default_rng(0).integers(0, 255, (1, 16, 16, 4), dtype=np.uint8)
+
+    def augmented(rank: int) -> torch.Tensor:
+        return torch.stack([HpaDataset(image, [0], None, train_transform("strong"), rank)[(0, s)][0] for s in range(8)])
+
+    assert torch.equal(augmented(0), augmented(0)) and not torch.equal(augmented(0), augmented(1))

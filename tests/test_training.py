@@ -50,7 +50,9 @@ def train_killed_after_epoch_1(args: list[str], monkeypatch) -> None:
         train.main(args)
 
 
-def test_killed_after_an_epoch_and_resumed_ends_as_an_uninterrupted_run(trained, engine_cfg, monkeypatch):
+@pytest.mark.parametrize("workers", ["0", "2"])  # 2: persistent loader workers, reseeded every epoch
+def test_killed_after_an_epoch_and_resumed_ends_as_an_uninterrupted_run(trained, engine_cfg, monkeypatch, workers):
+    engine_cfg = [*engine_cfg, "--num-workers", workers]
     train.main([*engine_cfg, "--runs-dir", "whole"])
     train_killed_after_epoch_1([*engine_cfg, "--runs-dir", "killed"], monkeypatch)
     run = trained / "killed" / "engine" / "fold0"

@@ -4,6 +4,11 @@ Workers return the four stains as uint8 (H, W, 4); flips, channel mixing, float
 conversion and normalisation run on whole batches on the device
 (``solution.data.batch``). Only augmentations that warp one image at a time
 (affine, distortions, blur, intensity) run here.
+
+The augmentation is seeded per epoch by the item itself: a training loader's sampler hands out
+``(index, epoch seed)`` pairs (``solution.data.loader.EpochSampler``), and the first item of a new epoch
+seeds the reading process's augmentation with ``augmentation_seed`` (its own per worker and per rank).
+Persistent workers keep their copy of the dataset across epochs, so the seed cannot be set on the parent's.
 """
 
 from __future__ import annotations
@@ -24,16 +29,29 @@ except ImportError:  # then numpy's BLAS keeps its own thread count in the worke
     threadpoolctl = None
 
 
+def augmentation_seed(epoch_seed: int, rank: int, worker: int | None) -> int:
+    """The seed of one reader's augmentation for an epoch: the epoch's own in rank 0's main process, one of its
+    own for each DataLoader ``worker`` (its id; None: the main process) and each rank (epoch seeds < 2**31)."""
+    own = epoch_seed if worker is None else epoch_seed * 1009 + worker + 1
+    return own + rank * 2**42
+
+
 class HpaDataset(Dataset):
     """Items ``images[positions[i]]`` as (stains (H, W, 4) uint8, target (NUM_CLASSES,) float).
 
     ``images`` is the whole split's (memory-mapped) cache and ``labels`` its label
     rows; ``positions`` selects a fold without copying pixels. The target is
-    all zeros where ``labels`` is None (test images).
+    all zeros where ``labels`` is None (test images). An item is ``i`` or ``(i, epoch seed)``; ``rank`` is the
+    process's under DDP, so that each rank augments with its own seeds.
     """
 
     def __init__(
-        self, images: Images, positions: np.ndarray, labels: np.ndarray | None, transform: A.Compose | None = None
+        self,
+        images: Images,
+        positions: np.ndarray,
+        labels: np.ndarray | None,
+        transform: A.Compose | None = None,
+        rank: int = 0,
     ):
         if labels is not None and len(labels) != len(images):
             raise ValueError(f"{len(images)} images but {len(labels)} label rows")
@@ -41,18 +59,24 @@ class HpaDataset(Dataset):
         self.positions = np.asarray(positions)
         self.labels = labels
         self.transform = transform
-        self.seed = 0
+        self.rank = rank
+        self.epoch_seed: int | None = None  # what this process's augmentation was last seeded for
 
     def __len__(self) -> int:
         return len(self.positions)
 
-    def reseed(self, seed: int) -> None:
-        """Seed the augmentation (albumentations keeps its own generator), so a resumed epoch repeats exactly."""
-        self.seed = seed
+    def _reseed(self, epoch_seed: int) -> None:
+        """Seed the augmentation (albumentations keeps its own generator) for an epoch, so a resumed epoch
+        repeats exactly."""
+        self.epoch_seed = epoch_seed
         if self.transform is not None:
-            self.transform.set_random_seed(seed)
+            info = get_worker_info()
+            self.transform.set_random_seed(augmentation_seed(epoch_seed, self.rank, info.id if info else None))
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        i, epoch_seed = item if isinstance(item, tuple) else (item, None)
+        if epoch_seed is not None and epoch_seed != self.epoch_seed:
+            self._reseed(epoch_seed)
         pos = self.positions[i]
         image = np.array(self.images[pos])  # a private, writable copy of the memory-mapped pixels
         if self.transform is not None:
@@ -91,14 +115,9 @@ def limit_threads() -> None:
 
 
 def init_worker(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: one thread per library (``limit_threads``); each worker's augmentation
-    gets its own seed, derived from the epoch's. Safe in a forked worker too: its parent forked it with one
-    OpenCV thread (``_one_opencv_thread_across_forks``)."""
+    """DataLoader ``worker_init_fn``: one thread per library (``limit_threads``). Safe in a forked worker
+    too: its parent forked it with one OpenCV thread (``_one_opencv_thread_across_forks``)."""
     limit_threads()
-    info = get_worker_info()
-    assert info is not None, "init_worker runs in DataLoader workers only"
-    dataset: HpaDataset = info.dataset  # type: ignore[assignment]
-    dataset.reseed(dataset.seed * 1009 + worker_id + 1)
 
 
 def _one_opencv_thread_across_forks() -> None:

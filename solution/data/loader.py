@@ -2,12 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import albumentations as A
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler, SequentialSampler
 
 from solution.data.dataset import HpaDataset, Images, init_worker
+
+
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Another sampler's indices, each paired with the epoch's augmentation seed (``start_epoch``).
+
+    The sampler runs in the main process, so the seed it hands out reaches the dataset in whichever process
+    reads the item, persistent workers included (see ``solution.data.dataset``).
+    """
+
+    def __init__(self, base: Sampler[int]):
+        self.base = base
+        self.seed = 0
+
+    def start_epoch(self, epoch: int, seed: int) -> None:
+        """The next pass's items carry ``seed``; a ``DistributedSampler`` shuffles for ``epoch``."""
+        self.seed = seed
+        if isinstance(self.base, DistributedSampler):
+            self.base.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return ((i, self.seed) for i in self.base)
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
 
 
 def make_loader(
@@ -22,24 +48,34 @@ def make_loader(
     seed: int = 0,
     rank: int = 0,
     world_size: int = 1,
+    persistent: bool = False,
 ) -> DataLoader:
     """Batches of ``images[positions]`` as uint8 (B, H, W, 4), pinned for the GPU where there is one.
 
     A training loader (``shuffle``) drops its last incomplete batch and, with
     ``world_size`` > 1 (torchrun), gives each rank its share of every epoch;
-    ``sampler`` (e.g. rare-class oversampling) replaces the shuffle.
+    ``sampler`` (e.g. rare-class oversampling) replaces the shuffle. Its sampler is an ``EpochSampler``:
+    ``loader.sampler.start_epoch(epoch, seed)`` before each pass. ``persistent``: the workers (if any) live
+    as long as the loader, for a loader passed over every epoch.
     """
-    dataset = HpaDataset(images, positions, labels, transform)
+    dataset = HpaDataset(images, positions, labels, transform, rank)
     drop_last = shuffle and len(dataset) > batch_size * world_size
     if shuffle and sampler is None and world_size > 1:
         sampler = DistributedSampler(dataset, world_size, rank, shuffle=True, seed=seed, drop_last=drop_last)
+    elif sampler is None:
+        sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+    persistent = persistent and num_workers > 0
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle and sampler is None,
-        sampler=sampler,
+        sampler=EpochSampler(sampler),
         drop_last=drop_last,
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available(),
         worker_init_fn=init_worker,
+        persistent_workers=persistent,
+        # A loader draws its workers' base seed (which the kit's augmentation does not use) when its workers
+        # start: for persistent workers, once per process. From the global generator, that one draw would put
+        # a resumed run's random stream off an uninterrupted run's; a loader without workers draws every pass.
+        generator=torch.Generator().manual_seed(seed) if persistent else None,
     )

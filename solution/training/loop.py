@@ -32,7 +32,7 @@ from timm.scheduler import CosineLRScheduler
 from timm.utils import ModelEmaV3
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
+from torch.utils.data import DataLoader, WeightedRandomSampler
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
@@ -43,9 +43,9 @@ from solution.core.fileio import exclusive
 from solution.data.batch import BatchTransform
 from solution.data.cache import load_images, open_cache
 from solution.data.channels import channel_matrix
-from solution.data.dataset import HpaDataset, StackedImages
+from solution.data.dataset import StackedImages
 from solution.data.layout import Dataset
-from solution.data.loader import make_loader
+from solution.data.loader import EpochSampler, make_loader
 from solution.data.sampler import oversampling_sampler
 from solution.data.stats import StainStats
 from solution.data.transforms import AUGMENTATIONS, train_transform
@@ -254,8 +254,11 @@ def _loaders(
         seed=cfg.seed,
         rank=ctx.rank,
         world_size=ctx.world_size,
+        persistent=True,
     )
-    val_loader = make_loader(images, val_pos, cfg.batch_size, cfg.num_workers, labels=dataset.train_labels)
+    val_loader = make_loader(
+        images, val_pos, cfg.batch_size, cfg.num_workers, labels=dataset.train_labels, persistent=True
+    )
     return train_loader, val_loader
 
 
@@ -391,11 +394,10 @@ def _train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, run: Fold
             log.info(f"{cfg.name} fold {run.fold}: no better validation macro-F1 for {cfg.patience} epochs, stopping")
             break
         t0 = time.time()
-        cast(HpaDataset, train_loader.dataset).reseed(int(torch.randint(2**31 - 1, ())))
-        if isinstance(train_loader.sampler, DistributedSampler):
-            train_loader.sampler.set_epoch(epoch)
-        elif isinstance(train_loader.sampler, WeightedRandomSampler):  # the epoch's draws, the same after a resume
-            train_loader.sampler.generator.manual_seed(cfg.seed * 1000 + ctx.rank * 100_000 + epoch)
+        sampler = cast(EpochSampler, train_loader.sampler)
+        sampler.start_epoch(epoch, int(torch.randint(2**31 - 1, ())))
+        if isinstance(sampler.base, WeightedRandomSampler):  # the epoch's draws, the same after a resume
+            sampler.base.generator.manual_seed(cfg.seed * 1000 + ctx.rank * 100_000 + epoch)
         desc = f"{cfg.name} f{run.fold} e{epoch + 1}/{cfg.epochs}"
         train_loss = train_one_epoch(cfg, engine, train_loader, ctx, epoch, desc)
         if ctx.is_main:
