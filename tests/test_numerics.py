@@ -12,7 +12,7 @@ from solution.data.stats import StainStats
 from solution.training import loop
 from solution.training.config import build_config
 from solution.training.distributed import Context
-from solution.training.numerics import resolve_numerics
+from solution.training.numerics import autotune_convolutions, resolve_numerics
 
 GPU = torch.device("cuda", 0)
 
@@ -68,3 +68,11 @@ def test_the_fp16_scaler_state_is_saved_and_restored_on_resume(tmp_path):
     assert resumed.scaler.get_scale() != 1024.0
     loop._resume(run, run.load_state(run.last), resumed)
     assert resumed.scaler.state_dict() == engine.scaler.state_dict() and resumed.scaler.get_scale() == 1024.0
+
+
+def test_cudnn_times_its_kernels_on_cuda_only(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)  # and back after the test
+    autotune_convolutions(torch.device("cpu"))
+    assert not torch.backends.cudnn.benchmark
+    autotune_convolutions(GPU)
+    assert torch.backends.cudnn.benchmark

@@ -24,7 +24,7 @@ from solution.training.config import ExperimentConfig, add_override_args, load_c
 from solution.training.distributed import resolve_device
 from solution.training.inference import predict_fold
 from solution.training.models import build_model, check_backbone
-from solution.training.numerics import resolve_numerics
+from solution.training.numerics import autotune_convolutions, resolve_numerics
 
 
 def fold_run(runs_dir: Path, cfg: ExperimentConfig, folds: Folds, fold: int) -> FoldRun:
@@ -50,6 +50,7 @@ def predict_experiment(
     todo = [run for run in runs if redo or not run.predictions_current()]
     if todo:  # the cached images, opened once for every fold
         numerics = resolve_numerics(cfg.precision, resolve_device(cfg.device))
+        autotune_convolutions(numerics.device)
         images = load_images(dataset, "train", dataset.train_ids, cfg.image_size)
         test_images = load_images(dataset, "test", dataset.test_ids, cfg.image_size)
         for run in todo:

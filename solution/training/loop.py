@@ -57,7 +57,7 @@ from solution.training.experiment import fold_run, load_checkpoint
 from solution.training.inference import predict_fold
 from solution.training.losses import LossFn, build_loss
 from solution.training.models import build_model
-from solution.training.numerics import Numerics, resolve_numerics
+from solution.training.numerics import Numerics, autotune_convolutions, resolve_numerics
 from solution.training.optim import make_optimizer
 
 log = logging.getLogger(__spec__.name)
@@ -269,6 +269,7 @@ def build_engine(
     the model starts from its pretrained weights (False: a saved state is about to replace them)."""
     cuda = ctx.device.type == "cuda"
     numerics = resolve_numerics(cfg.precision, ctx.device)
+    autotune_convolutions(ctx.device)
     model = build_model(cfg, weights).to(ctx.device).to(memory_format=numerics.memory_format)
     optimizer = make_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay)
     scheduler = CosineLRScheduler(

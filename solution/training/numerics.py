@@ -5,7 +5,7 @@ H100, L4, RTX 30xx and later), fp16 autocast with a gradient scaler below that (
 and fp32 on the CPU; it is resolved on each device that trains or predicts, and the choice is logged and
 recorded in the fold's ``metrics.json``. An explicit value is used as it is, on every device (on the CPU through
 torch's CPU autocast), except bf16 on a GPU without it natively, which is refused. On CUDA the model and its
-input are channels-last.
+input are channels-last, and cuDNN picks its convolution kernels by timing them (``autotune_convolutions``).
 """
 
 from __future__ import annotations
@@ -55,6 +55,14 @@ class Numerics:
     def scaler(self) -> torch.amp.GradScaler:
         """A gradient scaler, enabled for fp16 only (disabled, it passes losses and steps through unchanged)."""
         return torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+
+
+def autotune_convolutions(device: torch.device) -> None:
+    """On CUDA, cuDNN times its convolution kernels at each new input shape and keeps the fastest
+    (``cudnn.benchmark``: the kit's shapes are fixed, one image size and full training batches); elsewhere
+    nothing. The kernels it picks may differ from run to run: GPU runs are not bit-reproducible anyway."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
 
 
 def resolve_numerics(name: str, device: torch.device) -> Numerics:
