@@ -17,6 +17,7 @@ experiment alike. ``patience: 0`` with ``ema`` is the unbiased alternative.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -164,11 +165,13 @@ def train_one_epoch(
     for i, (stains, y) in enumerate(bar):
         x = engine.transform(stains.to(device, non_blocking=True), dihedral=dihedral)
         y = y.to(device, non_blocking=True)
-        with engine.numerics.autocast():
-            logits = engine.step_model(x)
-        loss = engine.loss_fn(logits.float(), y)
-        engine.scaler.scale(loss / cfg.accumulate).backward()
-        if (i + 1) % cfg.accumulate == 0:
+        final = (i + 1) % cfg.accumulate == 0  # the last micro-batch of an update
+        with _gradient_sync(engine.step_model, final):
+            with engine.numerics.autocast():
+                logits = engine.step_model(x)
+            loss = engine.loss_fn(logits.float(), y)
+            engine.scaler.scale(loss / cfg.accumulate).backward()
+        if final:
             updates += 1
             _update(cfg, engine, updates)
         total += loss.detach().double() * len(y)
@@ -176,6 +179,14 @@ def train_one_epoch(
         if not bar.disable and (i + 1) % SHOW_LOSS_EVERY == 0:
             bar.set_postfix(loss=f"{total.item() / count:.4f}", img_s=f"{count / (time.perf_counter() - start):.0f}")
     return mean_over_ranks(ctx, total, count)
+
+
+def _gradient_sync(model: nn.Module, final: bool) -> contextlib.AbstractContextManager:
+    """Around a micro-batch's forward and backward: DDP's ``no_sync`` where its gradients only accumulate, so
+    that the ranks all-reduce them once per update, on its final micro-batch; nothing otherwise."""
+    if isinstance(model, DistributedDataParallel) and not final:
+        return model.no_sync()
+    return contextlib.nullcontext()
 
 
 def _update(cfg: ExperimentConfig, engine: Engine, updates: int) -> None:
