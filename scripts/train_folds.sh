@@ -12,7 +12,8 @@
 #   --extra-conflicts drop|keep   an extra image whose twin in train.csv (folds/duplicates.csv) carries
 #                     other labels leaves training (drop, the default) or stays (keep)
 #   --jobs N          train N folds at once, one process each: each gets its own GPU (from
-#                     CUDA_VISIBLE_DEVICES, or all that torch sees) or, without GPUs, its share of the cores
+#                     CUDA_VISIBLE_DEVICES, or all that torch sees) or, without GPUs, its share of the cores;
+#                     either way each one's loader workers are capped at its share of the CPUs
 #   NPROC_PER_NODE=N  (environment) train each fold on N GPUs (or N CPU processes) through torchrun and DDP
 # A TERM or INT to the script (Ctrl-C included) ends every stage it started, and their fold locks with them;
 # it exits with 143 or 130, and a rerun resumes.

@@ -6,6 +6,7 @@ Runs under ``torchrun`` too (DDP, one process per GPU). See ``solution.training.
 from __future__ import annotations
 
 import argparse
+import os
 
 from solution.core.cli import user_errors
 from solution.core.errors import ConfigError
@@ -31,7 +32,11 @@ def main(argv: list[str] | None = None) -> None:
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--fold", type=int, nargs="*", default=None, help="fold(s) to train (default: all)")
     which.add_argument(
-        "--share", type=share, default=None, metavar="J/N", help="the J-th of N jobs side by side: folds J, J + N, ..."
+        "--share",
+        type=share,
+        default=None,
+        metavar="J/N",
+        help="the J-th of N jobs side by side: folds J, J + N, ...; each job's loaders get 1/N of the CPUs",
     )
     args = parser.parse_args(argv)
     with user_errors():
@@ -42,6 +47,7 @@ def main(argv: list[str] | None = None) -> None:
         todo = args.fold or list(range(folds.n_folds))
         if args.share is not None:
             todo = [k for k in todo if k % args.share[1] == args.share[0]]
+            os.environ["TRAIN_JOBS"] = str(args.share[1])  # the N jobs share the CPUs: so do their loader workers
         ctx = setup(cfg.device)
         try:
             for k in todo:

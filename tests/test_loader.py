@@ -10,13 +10,13 @@ import numpy as np
 import torch
 
 from solution.data.dataset import HpaDataset, augmentation_seed
-from solution.data.loader import make_loader
+from solution.data.loader import cpu_share, make_loader
 from solution.data.transforms import train_transform
 
 WORKER_THREADS = """
 import sys, time
 import cv2, numpy as np, threadpoolctl, torch
-from solution.data.loader import make_loader
+from solution.data.loader import cpu_share, make_loader
 
 
 class ThreadCounts:
@@ -84,3 +84,13 @@ def test_each_rank_and_worker_augments_with_its_own_seed():
         return torch.stack([HpaDataset(image, [0], None, train_transform("strong"), rank)[(0, s)][0] for s in range(8)])
 
     assert torch.equal(augmented(0), augmented(0)) and not torch.equal(augmented(0), augmented(1))
+
+
+def test_loader_workers_are_capped_at_the_processes_share_of_the_cpus(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    images = np.zeros((4, 2, 2, 4), np.uint8)
+    assert make_loader(images, np.arange(4), 2, 12).num_workers == 12
+    monkeypatch.setenv("TRAIN_JOBS", "4")  # scripts/train_folds.sh --jobs 4
+    assert cpu_share() == 4 and make_loader(images, np.arange(4), 2, 12).num_workers == 4
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # and torchrun's 8 processes per node for each
+    assert cpu_share() == 1 and make_loader(images, np.arange(4), 2, 12).num_workers == 1

@@ -1,7 +1,15 @@
-"""Batches of cached images for training and prediction (torch DataLoaders of uint8 stains)."""
+"""Batches of cached images for training and prediction (torch DataLoaders of uint8 stains).
+
+A loader runs at most as many workers as its process's share of the CPUs: the CPUs it may run on
+(``os.sched_getaffinity``) divided among the training processes that share them, ``TRAIN_JOBS`` (set by
+``python -m solution.train --share J/N``, which ``scripts/train_folds.sh --jobs N`` runs) times
+``LOCAL_WORLD_SIZE`` (set by torchrun). A config's ``num_workers`` is an upper bound: ``configs/hpa`` asks
+12 of a 16-core machine, which ``--jobs 4`` makes 4 per fold.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import albumentations as A
@@ -36,6 +44,12 @@ class EpochSampler(Sampler[tuple[int, int]]):
         return len(self.base)  # type: ignore[arg-type]
 
 
+def cpu_share() -> int:
+    """This process's share of the CPUs it may run on (at least 1); see the module's docstring."""
+    sharers = int(os.environ.get("TRAIN_JOBS", "1")) * int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, len(os.sched_getaffinity(0)) // max(1, sharers))
+
+
 def make_loader(
     images: Images,
     positions: np.ndarray,
@@ -54,7 +68,8 @@ def make_loader(
 
     A training loader (``shuffle``) drops its last incomplete batch and, with
     ``world_size`` > 1 (torchrun), gives each rank its share of every epoch;
-    ``sampler`` (e.g. rare-class oversampling) replaces the shuffle. Its sampler is an ``EpochSampler``:
+    ``sampler`` (e.g. rare-class oversampling) replaces the shuffle. It runs ``num_workers`` workers, at
+    most ``cpu_share()``. Its sampler is an ``EpochSampler``:
     ``loader.sampler.start_epoch(epoch, seed)`` before each pass. ``persistent``: the workers (if any) live
     as long as the loader, for a loader passed over every epoch.
     """
@@ -64,6 +79,7 @@ def make_loader(
         sampler = DistributedSampler(dataset, world_size, rank, shuffle=True, seed=seed, drop_last=drop_last)
     elif sampler is None:
         sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+    num_workers = min(num_workers, cpu_share())
     persistent = persistent and num_workers > 0
     return DataLoader(
         dataset,

@@ -46,7 +46,7 @@ from solution.data.cache import load_images, open_cache
 from solution.data.channels import channel_matrix
 from solution.data.dataset import StackedImages
 from solution.data.layout import Dataset
-from solution.data.loader import EpochSampler, make_loader
+from solution.data.loader import EpochSampler, cpu_share, make_loader
 from solution.data.sampler import oversampling_sampler
 from solution.data.stats import StainStats
 from solution.data.transforms import AUGMENTATIONS, train_transform
@@ -245,6 +245,8 @@ def _loaders(
     train_pos, val_pos = folds.split(dataset.train_ids, fold)
     if len(train_pos) + sum(len(e.train_ids) for e in extra_datasets) < 2 * ctx.world_size:
         raise ConfigError(f"fold {fold} leaves fewer than 2 training images per process: BatchNorm cannot train")
+    if cfg.num_workers > cpu_share():
+        log.info(f"num_workers {cfg.num_workers}: {cpu_share()} per loader, this process's share of the CPUs")
     extras = [load_images(e, "train", e.train_ids, cfg.image_size) for e in extra_datasets]
     all_images = StackedImages([images, *extras])  # extra images: training side only, after the competition's
     all_labels = np.concatenate([dataset.train_labels, *(e.train_labels for e in extra_datasets)])
