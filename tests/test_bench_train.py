@@ -9,8 +9,9 @@ import torch
 
 from solution.benchmarks import train as bench
 from solution.data.stats import StainStats
+from solution.training.numerics import Numerics
 
-TINY = bench.Size(demo_images=8, loader_images=8, pixels=32, gpu_batch=4)
+TINY = bench.Size(demo_images=8, loader_images=8, pixels=16, gpu_batch=2, gpu_steps=1)
 
 
 @pytest.fixture
@@ -33,14 +34,16 @@ def simulated_cuda(monkeypatch):
     return modes
 
 
-def test_gpu_rows_give_every_figure_and_the_workers_to_feed_them(simulated_cuda, capsys):
+@pytest.mark.parametrize("kit_precision", ["bf16", "fp16"])  # precision: auto on an A100 / on a T4
+def test_gpu_rows_give_every_figure_and_the_workers_to_feed_them(simulated_cuda, capsys, monkeypatch, kit_precision):
+    monkeypatch.setattr(bench, "resolve_numerics", lambda name, device: Numerics(kit_precision, device, False))
     stats = StainStats(mean=np.full(4, 127.0), cov=np.eye(4) * 4900)
     with torch.backends.cudnn.flags(allow_tf32=True):
         rates = {"light": 100.0, "strong": 10.0}
         figures = bench.gpu_figures(rates, stats, TINY, torch.device("cpu"), ("test_resnet",))
         assert torch.backends.cudnn.allow_tf32  # the fp32 rows turned TF32 off, and back on after
     for model in ("test_resnet",):
-        for mode in ("bf16_cl", "fp32"):
+        for mode in (f"{kit_precision}_cl", "fp32"):
             row = {k.removeprefix(f"gpu_{model}_{mode}_"): v for k, v in figures.items() if f"_{model}_{mode}_" in k}
             assert set(row) == {"train_img_s", "tta_img_s", "peak_gib", "workers_light", "workers_strong"}
             assert row["train_img_s"] > 0 and row["tta_img_s"] > 0 and row["peak_gib"] == 3

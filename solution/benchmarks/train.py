@@ -13,8 +13,9 @@
   ``gpu_<model>_<mode>_<figure>``: ``train_img_s`` (train steps), ``tta_img_s``
   (images predicted with d4 TTA, each in 8 views, through the kit's batch
   transform and layout), ``peak_gib`` (peak GPU memory) and
-  ``workers_<preset>`` (loader workers to feed ``train_img_s``), in ``bf16_cl``
-  (bf16 autocast, channels-last: the kit's choice on such a GPU) and ``fp32``
+  ``workers_<preset>`` (loader workers to feed ``train_img_s``), in the kit's
+  choice for the GPU (``precision: auto``: ``bf16_cl``, bf16 autocast and
+  channels-last, or ``fp16_cl`` below compute capability 8.0) and in ``fp32``
   (contiguous layout, TF32 off); and ``gpu_syncs_per_step``, the host syncs per
   step of the kit's own training loop, counted by CUDA's sync debug mode.
 
@@ -28,7 +29,7 @@ import math
 import tempfile
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,7 @@ from solution.training import loop
 from solution.training.config import ExperimentConfig, build_config, load_config
 from solution.training.distributed import Context, resolve_device
 from solution.training.inference import predict_probs
-from solution.training.numerics import Numerics
+from solution.training.numerics import Numerics, resolve_numerics
 
 DEMO_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "demo"
 LOADER_WORKERS = 2
@@ -62,10 +63,11 @@ class Size:
     loader_images: int  # cached images the loaders read
     pixels: int  # the loaders' and the GPU rows' image size
     gpu_batch: int  # train batch of the GPU rows; their d4 TTA predicts half as many images per batch
+    gpu_steps: int  # train steps, and TTA batches, per timing of a GPU row
 
 
-FULL = Size(demo_images=640, loader_images=128, pixels=512, gpu_batch=32)
-QUICK = Size(demo_images=64, loader_images=16, pixels=64, gpu_batch=8)
+FULL = Size(demo_images=640, loader_images=128, pixels=512, gpu_batch=32, gpu_steps=5)
+QUICK = Size(demo_images=64, loader_images=16, pixels=64, gpu_batch=8, gpu_steps=2)
 
 
 def _identity(x: torch.Tensor, dihedral: bool = False) -> torch.Tensor:
@@ -130,37 +132,39 @@ def no_tf32() -> Iterator[None]:
 def gpu_rates(name: str, numerics: Numerics, stats: StainStats, size: Size) -> dict[str, float]:
     """Train images/s, d4-TTA images/s (images, each in 8 views) and peak GiB of a model on the GPU.
 
-    Training: 5 steps of AdamW on one batch of model input in ``numerics``' precision and layout. TTA: the
+    Training: ``size.gpu_steps`` steps of AdamW (through the gradient scaler for fp16) on one batch of input in
+    ``numerics``' precision and layout. TTA: the
     kit's ``predict_probs`` on uint8 stains already on the GPU, through its batch transform, in that layout.
     """
     cfg = build_config({"name": "bench", "backbone": name, "image_size": size.pixels}, "bench")
     device = numerics.device
     torch.cuda.reset_peak_memory_stats(device)
     model = loop.build_model(cfg).to(device).to(memory_format=numerics.memory_format)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    opt, scaler = torch.optim.AdamW(model.parameters(), lr=1e-4), numerics.scaler()
     shape = (size.gpu_batch, 4, size.pixels, size.pixels)
     x = torch.randn(shape, device=device).contiguous(memory_format=numerics.memory_format)
     y = torch.zeros(size.gpu_batch, 28, device=device)
 
     def step() -> None:
-        for _ in range(5):
+        for _ in range(size.gpu_steps):
             with numerics.autocast():
                 loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x).float(), y)
             opt.zero_grad()
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
         torch.cuda.synchronize(device)
 
     tta_batch = size.gpu_batch // 2
     stains = torch.randint(0, 256, (tta_batch, size.pixels, size.pixels, 4), dtype=torch.uint8, device=device)
     transform = BatchTransform(channel_matrix(cfg.channels), stats, channels_last=numerics.channels_last)
-    batches = [(stains, y[:tta_batch])] * 4
+    batches = [(stains, y[:tta_batch])] * size.gpu_steps
 
     def predict() -> None:
         predict_probs(model, batches, "d4", numerics, transform)  # type: ignore[arg-type]
         torch.cuda.synchronize(device)
 
-    train_img_s = 5 * size.gpu_batch / best_seconds(step, 2, warm_up=True)
+    train_img_s = size.gpu_steps * size.gpu_batch / best_seconds(step, 2, warm_up=True)
     tta_img_s = len(batches) * tta_batch / best_seconds(predict, 2, warm_up=True)
     peak = torch.cuda.max_memory_allocated(device) / 2**30
     return {"train_img_s": train_img_s, "tta_img_s": tta_img_s, "peak_gib": peak}
@@ -210,13 +214,15 @@ GPU_MODELS = ("resnet34", "densenet121")
 def gpu_figures(
     loader_rates: dict[str, float], stats: StainStats, size: Size, device: torch.device, models: tuple[str, ...]
 ) -> dict[str, float]:
-    """The GPU rows of ``models`` on ``device``, each with the loader workers it needs; prints their table."""
+    """The GPU rows of ``models`` on ``device``, in the kit's precision there and in fp32, each with the loader
+    workers it needs; prints their table."""
+    kit = resolve_numerics("auto", device)
     figures: dict[str, float] = {}
     workers = "".join(f"{'workers ' + p:>16}" for p in FED_PRESETS)
     print(f"\n{f'GPU, {size.pixels} px':<26}{'train img/s':>13}{'d4-TTA img/s':>14}{'peak GiB':>10}{workers}")
     for model in models:
         for mode, numerics in (
-            ("bf16_cl", Numerics("bf16", device, channels_last=True)),
+            (f"{kit.precision}_cl", replace(kit, channels_last=True)),
             ("fp32", Numerics("fp32", device, channels_last=False)),
         ):
             with no_tf32() if mode == "fp32" else contextlib.nullcontext():
