@@ -8,16 +8,18 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from solution import folds
 from solution.artifacts.folds import read_folds
+from solution.core.errors import ConfigError
 from solution.data.loader import make_loader
 from solution.data.stats import StainStats
 from solution.training import loop
 from solution.training.config import build_config
-from solution.training.distributed import Context
+from solution.training.distributed import Context, resolve_device
 
 CONFIG = (
     "backbone: test_efficientnet\nchannels: rgby\nimage_size: 32\nbatch_size: 4\nepochs: 2\nlr: 0.003\n"
@@ -80,3 +82,11 @@ def test_accumulating_micro_batches_skip_the_all_reduce(tmp_path, monkeypatch):
     finally:
         dist.destroy_process_group()
     assert len(skipped) == 2  # micro-batches 1 and 3 of 4; 2 and 4 all-reduce and step
+
+
+def test_more_processes_than_gpus_is_a_clean_error(monkeypatch):
+    """NPROC_PER_NODE=2 on one GPU: the second process is refused by name, not by torch's invalid device."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match="process 1 of this node takes GPU 1, but torch sees 1"):
+        resolve_device("auto", local_rank=1)

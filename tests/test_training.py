@@ -221,3 +221,9 @@ def test_a_training_step_never_waits_for_the_device_and_the_epoch_loss_is_the_st
     mean = loop.train_one_epoch(cfg, engine, loader, Context(), 0, "syncs")
     assert calls == ["item in solution.training.distributed"]  # the epoch's one reading of the summed loss
     assert len(losses) == 4 and mean == sum(loss.item() * 4 for loss in losses) / 16
+
+
+def test_a_fold_on_a_gpu_records_its_peak_gpu_memory(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 3 * 2**29)
+    assert loop._process(torch.device("cuda", 0))["peak_gpu_memory_gib"] == 1.5
+    assert "peak_gpu_memory_gib" not in loop._process(torch.device("cpu"))

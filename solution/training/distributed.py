@@ -57,12 +57,18 @@ DEVICES: Registry[str] = Registry(
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """The torch device of a name of ``DEVICES``."""
+    """The torch device of a name of ``DEVICES``: on a GPU, the ``local_rank``-th of the node (one per process)."""
     DEVICES.check(name)
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device: cuda was asked for, but torch sees no GPU")
     if name == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
+    if local_rank >= torch.cuda.device_count():
+        raise ConfigError(
+            f"device: process {local_rank} of this node takes GPU {local_rank}, but torch sees "
+            f"{torch.cuda.device_count()}: start at most that many processes per node (NPROC_PER_NODE), "
+            "or train on the CPU (device: cpu)"
+        )
     torch.cuda.set_device(local_rank)
     return torch.device("cuda", local_rank)
 

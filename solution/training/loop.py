@@ -441,6 +441,14 @@ def _train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, run: Fold
     return final
 
 
+def _process(device: torch.device) -> dict[str, Any]:
+    """What ran the fold: pid, torch threads, device and, on a GPU, the process's peak GPU memory so far (GiB)."""
+    process: dict[str, Any] = {"pid": os.getpid(), "threads": torch.get_num_threads(), "device": str(device)}
+    if device.type == "cuda":
+        process["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    return process
+
+
 def _finish(
     cfg: ExperimentConfig,
     dataset: Dataset,
@@ -463,7 +471,7 @@ def _finish(
     final = {
         "fold": run.fold,
         "world_size": ctx.world_size,
-        "process": {"pid": os.getpid(), "threads": torch.get_num_threads(), "device": str(ctx.device)},
+        "process": _process(ctx.device),
         "precision": numerics.precision,
         "steps_per_epoch": steps,
         "best_epoch": progress.best_epoch,
