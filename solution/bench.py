@@ -1,15 +1,18 @@
 """Benchmarks of the kit's stages against their baselines: ``python -m solution.bench STAGE``.
 
 Each prints a table and then every figure as one ``name=value`` line; the
-figures and the commands that produced them are in BENCHMARKS.md.
+figures and the commands that produced them are in BENCHMARKS.md. ``--configs DIR`` (the
+``quality`` stage only) benchmarks another folder of recipes than configs/demo.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 
-from solution.benchmarks import data_cache, data_groups, data_hash, stack, thresholds, train
+from solution.benchmarks import data_cache, data_groups, data_hash, quality, stack, thresholds, train
 from solution.core.cli import user_errors
 
 BENCHES: dict[str, tuple[Callable[[], dict[str, float]], ...]] = {
@@ -18,15 +21,24 @@ BENCHES: dict[str, tuple[Callable[[], dict[str, float]], ...]] = {
     "duplicates": (data_groups.run,),
     "thresholds": (thresholds.run,),
     "stack": (stack.run,),
+    "quality": (quality.run,),
 }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Benchmark a stage of the kit; prints name=value figures.")
     parser.add_argument("stage", choices=list(BENCHES), help="what to measure")
+    parser.add_argument(
+        "--configs", type=Path, default=None, help="quality only: the folder of YAML recipes (default configs/demo)"
+    )
     args = parser.parse_args(argv)
+    runs = BENCHES[args.stage]
+    if args.configs is not None:
+        if args.stage != "quality":
+            parser.error("--configs applies to the quality stage only")
+        runs = (partial(quality.run, args.configs),)
     with user_errors():
-        figures = {name: value for run in BENCHES[args.stage] for name, value in run().items()}
+        figures = {name: value for run in runs for name, value in run().items()}
         print()
         for name, value in figures.items():
             print(f"{name}={value:.4g}")
