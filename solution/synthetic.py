@@ -12,7 +12,7 @@ from pathlib import Path
 
 from solution.core.cli import user_errors
 from solution.core.registry import SEED, Interval
-from solution.data.synthetic import MIN_SIZE, generate
+from solution.data.synthetic import FRACTION, MIN_SIZE, POSITIVE, generate
 
 log = logging.getLogger(__spec__.name)
 
@@ -30,10 +30,32 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--seed", type=SEED.arg_type(int), default=0)
     parser.add_argument("--force", action="store_true", help="replace an existing output folder")
+    parser.add_argument(
+        "--density", type=POSITIVE.arg_type(), default=1.0, help="scale of the cell count per field (1: the demo's)"
+    )
+    parser.add_argument(
+        "--brightness", type=POSITIVE.arg_type(), default=1.0, help="scale of the microscope's gain (1: the demo's)"
+    )
+    parser.add_argument(
+        "--label-noise",
+        type=FRACTION.arg_type(),
+        default=0.0,
+        help="probability that a label of train.csv is replaced by a wrong class (test_labels.csv stays true)",
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
     with user_errors():
-        out = generate(args.out, args.n_train, args.n_test, args.size, args.seed, args.force)
+        out = generate(
+            args.out,
+            args.n_train,
+            args.n_test,
+            args.size,
+            args.seed,
+            args.force,
+            density=args.density,
+            brightness=args.brightness,
+            label_noise=args.label_noise,
+        )
         log.info(
             f"wrote {args.n_train} train + {args.n_test} test fields ({args.size} px, seed {args.seed}) "
             f"to {out} in {time.perf_counter() - start:.1f} s"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 from pathlib import Path
 
 import cv2
@@ -11,7 +12,7 @@ import pytest
 
 from solution.core.classes import CLASSES, ENDOSOMES, LYSOSOMES, NUM_CLASSES
 from solution.core.errors import ConfigError
-from solution.data.synthetic import OWN_MARK, STAINS, generate, render_field, sample_labels
+from solution.data.synthetic import OWN_MARK, STAINS, flip_labels, generate, render_field, sample_labels
 from solution.synthetic import main
 
 SMALL = {"n_train": 12, "n_test": 6, "size": 40}
@@ -76,6 +77,72 @@ def test_same_seed_same_bytes_other_seed_differs(dataset: Path, tmp_path: Path) 
     assert (other / "train.csv").read_bytes() != (dataset / "train.csv").read_bytes()
     first_png = sorted((other / "train").iterdir())[0]
     assert all(first_png.read_bytes() != b for b in _fingerprint(dataset).values())
+
+
+# sha256 over the relative paths and bytes of every file of generate(n_train=6, n_test=3, size=32, seed=3),
+# recorded from the generator before density, brightness and label_noise existed.
+DEMO_DATA_SHA256 = "17e6f119fa1dbbd0af7a13df6edf515dfc144aa224c676398ee970676e82c196"
+
+
+def _tree_sha256(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_default_settings_write_the_demo_data_byte_for_byte(tmp_path: Path) -> None:
+    out = generate(tmp_path / "out", n_train=6, n_test=3, size=32, seed=3)
+    assert _tree_sha256(out) == DEMO_DATA_SHA256
+    explicit = generate(
+        tmp_path / "explicit", n_train=6, n_test=3, size=32, seed=3, density=1.0, brightness=1.0, label_noise=0.0
+    )
+    assert _tree_sha256(explicit) == DEMO_DATA_SHA256
+
+
+def test_density_scales_the_cell_count_and_brightness_the_signal() -> None:
+    def field(**settings: float) -> np.ndarray:
+        return render_field([0], 64, np.random.default_rng(5), **settings)
+
+    def cells(image: np.ndarray) -> int:
+        nuclei = (image[..., 2] > 60).astype(np.uint8)
+        return cv2.connectedComponents(nuclei)[0] - 1
+
+    assert cells(field(density=2.0)) > cells(field())
+    assert field(brightness=0.5).astype(float).mean() < 0.7 * field().astype(float).mean()
+
+
+def test_label_noise_flips_train_labels_only_and_keeps_their_count(tmp_path: Path) -> None:
+    clean = generate(tmp_path / "clean", n_train=200, n_test=20, size=32, seed=2)
+    noisy = generate(tmp_path / "noisy", n_train=200, n_test=20, size=32, seed=2, label_noise=0.2)
+    assert (noisy / "test_labels.csv").read_bytes() == (clean / "test_labels.csv").read_bytes()
+    assert sorted((noisy / "train").iterdir())[0].read_bytes() == sorted((clean / "train").iterdir())[0].read_bytes()
+    _, clean_rows = _rows(clean / "train.csv")
+    _, noisy_rows = _rows(noisy / "train.csv")
+    kept = total = 0
+    for (clean_id, clean_target), (noisy_id, noisy_target) in zip(clean_rows, noisy_rows):
+        true, written = set(clean_target.split()), set(noisy_target.split())
+        assert clean_id == noisy_id and len(true) == len(written)
+        kept, total = kept + len(true & written), total + len(true)
+    assert 0.7 < kept / total < 0.9
+
+
+def test_flip_labels_draws_only_absent_classes() -> None:
+    rows = [[0, 25], [3], [11, 10, 5]]
+    assert flip_labels(rows, 0.0, np.random.default_rng(0)) == rows
+    flipped = flip_labels(rows, 1.0, np.random.default_rng(0))
+    assert [len(r) for r in flipped] == [2, 1, 3]
+    assert all(not set(r) & set(f) and len(set(f)) == len(f) for r, f in zip(rows, flipped))
+
+
+@pytest.mark.parametrize("option", ["--density=0", "--brightness=-1", "--label-noise=1.5"])
+def test_generator_settings_out_of_range_are_refused(tmp_path: Path, option: str) -> None:
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "out"), "--n-train=2", "--n-test=1", "--size=32", option])
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ConfigError, match="brightness"):
+        generate(tmp_path / "out", n_train=2, n_test=1, size=32, brightness=0)
 
 
 def test_render_field_deterministic_and_shaped() -> None:

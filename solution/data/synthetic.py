@@ -50,12 +50,15 @@ import numpy as np
 
 from solution.core.classes import CLASSES, ENDOSOMES, LABELS_PER_IMAGE_COUNTS, LYSOSOMES, NUM_CLASSES
 from solution.core.errors import ConfigError
+from solution.core.registry import Interval
 from solution.data.layout import STAINS, TEST_LABELS_FILE
 
 log = logging.getLogger(__spec__.name)
 
 MAX_LABELS = len(LABELS_PER_IMAGE_COUNTS)
 MIN_SIZE = 32
+POSITIVE = Interval(0, low_open=True)  # density, brightness
+FRACTION = Interval(0, 1)  # label_noise
 
 _SHIFT = 4  # cv2 drawing takes fixed-point coordinates with this many fractional bits
 _FIXED = 1 << _SHIFT
@@ -109,6 +112,22 @@ def _expand(order: np.ndarray, k: int) -> list[int]:
     if len(labels) > MAX_LABELS:
         labels = [c for unit in order[: k - 1] for c in _UNITS[unit]]
     return labels
+
+
+def flip_labels(labels: Sequence[Sequence[int]], fraction: float, rng: np.random.Generator) -> list[list[int]]:
+    """Label noise: each label is replaced, with probability ``fraction``, by a class the set does not hold.
+
+    The number of labels per set is kept; ``fraction`` 0 returns the sets unchanged (and draws nothing).
+    """
+    if fraction == 0:
+        return [list(row) for row in labels]
+    noisy = []
+    for row in labels:
+        kept = [c for c in row if rng.uniform() >= fraction]
+        free = [c for c in range(NUM_CLASSES) if c not in row]
+        new = rng.choice(free, len(row) - len(kept), replace=False)
+        noisy.append(sorted(kept + [int(c) for c in new]))
+    return noisy
 
 
 def sample_labels(n: int, rng: np.random.Generator) -> list[list[int]]:
@@ -182,9 +201,9 @@ def _radius(size: int, centre: np.ndarray, axes: np.ndarray, angle: np.ndarray) 
     return np.sqrt(u * u + v * v)
 
 
-def _layout(size: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """Cells on a jittered grid, sized so that neighbours often touch."""
-    n = max(2, round(int(rng.integers(3, 7)) * np.sqrt(size / 64)))
+def _layout(size: int, rng: np.random.Generator, density: float = 1.0) -> tuple[np.ndarray, ...]:
+    """Cells on a jittered grid, sized so that neighbours often touch; ``density`` scales the cell count."""
+    n = max(2, round(int(rng.integers(3, 7)) * density * np.sqrt(size / 64)))
     grid = int(np.ceil(np.sqrt(n)))
     spacing = size / grid
     slots = rng.choice(grid * grid, n, replace=False)
@@ -222,8 +241,8 @@ def _nucleoli(f: _Field) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def _build_field(size: int, rng: np.random.Generator) -> _Field:
-    centre, axes, angle, nuc_centre, nuc_axes = _layout(size, rng)
+def _build_field(size: int, rng: np.random.Generator, density: float = 1.0) -> _Field:
+    centre, axes, angle, nuc_centre, nuc_axes = _layout(size, rng, density)
     rho_cell = _radius(size, centre, axes, angle)
     nearest = np.argmin(rho_cell, axis=0)
     rc = np.take_along_axis(rho_cell, nearest[None], 0)[0]
@@ -552,27 +571,33 @@ def _green(f: _Field, labels: Sequence[int]) -> np.ndarray:
 # ------------------------------------------------------------------------ microscope
 
 
-def _microscope(clean: np.ndarray, unit: float, rng: np.random.Generator) -> np.ndarray:
-    """PSF blur, uneven illumination, per-channel gain/offset, shot + read noise, uint8."""
+def _microscope(clean: np.ndarray, unit: float, rng: np.random.Generator, brightness: float = 1.0) -> np.ndarray:
+    """PSF blur, uneven illumination, per-channel gain (times ``brightness``) and offset, shot + read noise, uint8."""
     size = clean.shape[0]
     image = cv2.GaussianBlur(clean, (0, 0), max(0.5, 0.55 * unit))
     coarse = rng.uniform(0.65, 1.0, (3, 3)).astype(np.float32)
     illumination = np.clip(cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC), 0.6, 1.0)
-    image = image * illumination[..., None] * rng.uniform(0.6, 1.0, 4).astype(np.float32)
+    image = image * illumination[..., None] * (rng.uniform(0.6, 1.0, 4) * brightness).astype(np.float32)
     image += rng.uniform(0.01, 0.04, 4).astype(np.float32)
     image += rng.standard_normal(image.shape, dtype=np.float32) * np.sqrt(0.003 * image + 0.0002)
     return np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
-def render_field(labels: Sequence[int], size: int, rng: np.random.Generator) -> np.ndarray:
-    """One field of view for ``labels``: (size, size, 4) uint8, stains red, green, blue, yellow."""
+def render_field(
+    labels: Sequence[int], size: int, rng: np.random.Generator, density: float = 1.0, brightness: float = 1.0
+) -> np.ndarray:
+    """One field of view for ``labels``: (size, size, 4) uint8, stains red, green, blue, yellow.
+
+    ``density`` scales the number of cells in the field and ``brightness`` the microscope's gain (signal
+    against the fixed read noise and offset); 1.0 and 1.0 are the demo's fields.
+    """
     if size < MIN_SIZE:
         raise ValueError(f"size must be at least {MIN_SIZE}, got {size}")
     if any(not 0 <= label < NUM_CLASSES for label in labels):
         raise ValueError(f"labels must lie in 0..{NUM_CLASSES - 1}, got {list(labels)}")
-    f = _build_field(size, rng)
+    f = _build_field(size, rng, density)
     clean = np.stack([f.red, _green(f, labels), f.blue, f.yellow], axis=-1).astype(np.float32)
-    return _microscope(clean, f.unit, rng)
+    return _microscope(clean, f.unit, rng, brightness)
 
 
 # --------------------------------------------------------------------------- writing
@@ -650,8 +675,21 @@ def generate(
     size: int = 64,
     seed: int = 0,
     force: bool = False,
+    *,
+    density: float = 1.0,
+    brightness: float = 1.0,
+    label_noise: float = 0.0,
 ) -> Path:
     """Write a synthetic dataset in the Kaggle HPA layout to ``out_dir`` and return its path.
+
+    Generator settings (the defaults write the demo's data, byte for byte):
+
+    - ``density`` (> 0): scales the number of cells per field (``render_field``).
+    - ``brightness`` (> 0): scales the microscope's gain, so below 1 the stains sit closer to the offset
+      and read noise (``render_field``).
+    - ``label_noise`` (0..1): each label of ``train.csv`` is replaced with this probability by a class
+      its image does not show (``flip_labels``, from its own random stream); the images are rendered from
+      the true labels and ``test_labels.csv`` keeps them.
 
     Everything is written to ``<out_dir>.partial`` (holding the mark ``OWN_MARK`` from its first moment) and
     renamed into place at the end, so an interrupted run never leaves a half-written ``out_dir``. A
@@ -662,6 +700,9 @@ def generate(
             f"need --n-train >= 1, --n-test >= 1, --seed >= 0, --size >= {MIN_SIZE}; "
             f"got {n_train}, {n_test}, {seed}, {size}"
         )
+    POSITIVE.check("density", density)
+    POSITIVE.check("brightness", brightness)
+    FRACTION.check("label_noise", label_noise)
     out = Path(os.path.abspath(out_dir))  # '.' and 'a/..' get a name to put .partial beside
     _check_output(out, force)
     partial = out.with_name(out.name + ".partial")
@@ -678,10 +719,12 @@ def generate(
     labels = sample_labels(n_train + n_test, rng)
     ids = _make_ids(n_train + n_test, rng)
     for index, (image_id, image_labels) in enumerate(zip(ids, labels)):
-        image = render_field(image_labels, size, np.random.default_rng((seed, index)))
+        image = render_field(image_labels, size, np.random.default_rng((seed, index)), density, brightness)
         _write_pngs(partial / ("train" if index < n_train else "test"), image_id, image)
 
-    targets = [(image_id, " ".join(map(str, image_labels))) for image_id, image_labels in zip(ids, labels)]
+    noise_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
+    written = flip_labels(labels[:n_train], label_noise, noise_rng) + labels[n_train:]
+    targets = [(image_id, " ".join(map(str, image_labels))) for image_id, image_labels in zip(ids, written)]
     _write_csv(partial / "train.csv", ("Id", "Target"), targets[:n_train])
     _write_csv(partial / TEST_LABELS_FILE, ("Id", "Target"), targets[n_train:])
     blank = [(image_id, "0") for image_id, _ in targets[n_train:]]
