@@ -81,6 +81,6 @@ def test_unbalanced_folds_are_refused_naming_the_largest_group(caplog):
     ):
         check_balance(make_folds(labels, 5, 0, chained), chained, ids, 0.10)
     check_balance(make_folds(labels, 5, 0, chained), chained, ids, 1.0)
-    with pytest.raises(ConfigError, match="no duplicate groups, so the data are too few"):
-        check_balance(np.array([0] * 20 + [1] * 8), None, ids[:28], 0.10)
+    check_balance(np.array([0] * 20 + [1] * 8), None, ids[:28], 0.10)  # no groups: the splitter's spread, a warning
+    assert "without duplicate groups (few images?)" in caplog.text
     check_balance(np.array([0] * 18 + [1] * 8), None, ids[:26], 0.10)  # 10 images apart: what small sets need
