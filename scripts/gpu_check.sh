@@ -5,19 +5,21 @@
 # there). Each step runs under its own timeout, and all of them within BUDGET seconds (environment; 470 by
 # default, 300 with --dry-run): a step that would start past it is skipped. Each step's output goes to
 # WORKDIR/logs/<step>.log (WORKDIR: default /tmp/hpa_gpu_check, emptied first), the tail of a failed one's to
-# the terminal, and a summary table ends the run (also in WORKDIR/summary.txt). The steps:
+# the terminal, and a summary table ends the run (also in WORKDIR/summary.txt). The steps, in this order (the
+# most telling first, torch.compile's cold compilation last):
 #   packages   every module the steps import; the missing ones are named and nothing else runs
 #   data       python -m solution.synthetic: 600 training and 64 test images at 512 px; 2 folds (the fewest)
 #   bf16       scripts/train_folds.sh: ResNet34 (pretrained: false), one epoch a fold, precision auto (bf16 from
 #              compute capability 8.0, fp16 below), channels-last, 12 loader workers, d4 TTA; predict assembles
-#   compile    the same with compile: true
-#   fp16       the same with precision: fp16 (the gradient scaler)
-#   ddp        the same with NPROC_PER_NODE=2: torchrun, DDP over NCCL; skipped with fewer than 2 GPUs (NCCL
-#              takes one GPU per process)
-#   predict    python -m solution.predict --redo: the bf16 run's folds predicted again with d4 TTA
 #   bench      python -m solution.bench train: loader images/s per worker; train and d4-TTA images/s of ResNet34
-#              and DenseNet121 at 512 px (bf16 + channels-last, and fp32 without TF32), their peak GPU memory and
-#              the loader workers needed to feed them; the host syncs per training step (CUDA's sync debug mode)
+#              and DenseNet121 at 512 px (the kit's precision + channels-last, and fp32 without TF32), their peak
+#              GPU memory and the loader workers needed to feed them; the host syncs per training step (CUDA's
+#              sync debug mode)
+#   fp16       the bf16 step with precision: fp16 (the gradient scaler)
+#   predict    python -m solution.predict --redo: the bf16 run's folds predicted again with d4 TTA
+#   ddp        the bf16 step with NPROC_PER_NODE=2: torchrun, DDP over NCCL; skipped with fewer than 2 GPUs
+#              (NCCL takes one GPU per process)
+#   compile    the bf16 step with compile: true
 # The summary gives each step's status (ok, FAILED rc=N, TIMEOUT, skipped), seconds and figures: a training
 # run's precision, images/s, validation macro-F1 and peak GPU memory (from metrics.json), the bench's figures.
 # Exit status: 0 when no step failed or timed out.
@@ -163,26 +165,27 @@ print("torch", torch.__version__, "|", torch.cuda.get_device_name(0) if torch.cu
         --seed 0 && python -m solution.folds --data data --n-folds 2" &&
         record "" "" "" "$n_train + $n_test images at $size px, 2 folds"
 
+    # The most telling steps first, torch.compile's cold compilation last: a step past the budget is skipped.
     config bf16 "precision: auto"
     train bf16
-    config compile "precision: auto" "compile: true"
-    train compile
-    config fp16 "precision: fp16"
-    train fp16
-    config ddp "precision: auto"
-    if [[ $dry -eq 1 || $gpus -ge 2 ]]; then
-        train ddp NPROC_PER_NODE=2
-    else
-        record ddp skipped 0 "$gpus GPU: NCCL takes one GPU per process, DDP needs 2"
-    fi
-    step predict 240 python -m solution.predict --config configs/bf16.yaml --data data --redo &&
-        record "" "" "" "$((n_train + 2 * n_test)) images x 8 views (d4), the 2 folds' checkpoints"
     if step bench 420 python -m solution.bench train ${bench_args[@]+"${bench_args[@]}"}; then
         record "" "" "" "per worker: $(figures loader "$logs/bench.log")"
         record "" "" "" "$(figures gpu_resnet34 "$logs/bench.log")"
         record "" "" "" "$(figures gpu_densenet121 "$logs/bench.log")"
         record "" "" "" "host syncs per training step: $(figures gpu_syncs "$logs/bench.log")"
     fi
+    config fp16 "precision: fp16"
+    train fp16
+    step predict 240 python -m solution.predict --config configs/bf16.yaml --data data --redo &&
+        record "" "" "" "$((n_train + 2 * n_test)) images x 8 views (d4), the 2 folds' checkpoints"
+    config ddp "precision: auto"
+    if [[ $dry -eq 1 || $gpus -ge 2 ]]; then
+        train ddp NPROC_PER_NODE=2
+    else
+        record ddp skipped 0 "$gpus GPU: NCCL takes one GPU per process, DDP needs 2"
+    fi
+    config compile "precision: auto" "compile: true"
+    train compile
 fi
 
 echo
