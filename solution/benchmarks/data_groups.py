@@ -21,14 +21,7 @@ from scipy.sparse.csgraph import connected_components
 
 from solution.artifacts.folds import make_folds
 from solution.core.classes import NUM_CLASSES
-from solution.data.duplicates import (
-    DEFAULT_MAX_DISTANCE,
-    DEFAULT_MIN_CORRELATION,
-    find_pairs,
-    image_fingerprints,
-    linked_groups,
-    stain_correlations,
-)
+from solution.data.duplicates import image_fingerprints, twin_pairs
 from solution.data.synthetic import render_field, sample_labels
 
 N_TRAIN, N_TEST, SIZE = 31_072, 11_702, 32
@@ -86,11 +79,7 @@ def run() -> dict[str, float]:
     images, labels = rendered(N_TRAIN + N_TEST, seed=7)
     planted = plant(images, labels, np.random.default_rng(1))
     start = time.perf_counter()
-    prints = image_fingerprints(images)
-    a, b, _ = find_pairs(prints.hashes, DEFAULT_MAX_DISTANCE)
-    correlation = stain_correlations(prints.check, a, b)
-    twin = correlation >= DEFAULT_MIN_CORRELATION
-    groups = linked_groups(len(images), a[twin], b[twin], correlation[twin])
+    a, b, _, correlation, twin, groups = twin_pairs(image_fingerprints(images))
     seconds = time.perf_counter() - start
     largest = int(np.bincount(groups[groups >= 0]).max(initial=0))
     found = np.mean([groups[s] >= 0 and groups[s] == groups[c] for s, c in planted])

@@ -394,13 +394,21 @@ class Duplicates:
     groups: np.ndarray  # (N,) group number of each image, -1 for an image in no group
 
 
-def pair_duplicates(images: Images, prints: Fingerprints, max_distance: int, min_correlation: float) -> Duplicates:
-    """Pairs of ``prints`` within ``max_distance`` bits, checked against ``min_correlation``, and their groups."""
+def twin_pairs(
+    prints: Fingerprints, max_distance: int = DEFAULT_MAX_DISTANCE, min_correlation: float = DEFAULT_MIN_CORRELATION
+) -> tuple[np.ndarray, ...]:
+    """(a, b, distance, correlation, twin, groups): the pairs of ``prints`` within ``max_distance`` bits, each
+    checked against ``min_correlation``, and the groups the twins among them make."""
     a, b, distance = find_pairs(prints.hashes, max_distance)
     correlation = stain_correlations(prints.check, a, b)
     twin = correlation >= min_correlation
     groups = linked_groups(len(prints.hashes), a[twin], b[twin], correlation[twin])
-    return Duplicates(images, a, b, distance, correlation, twin, groups)
+    return a, b, distance, correlation, twin, groups
+
+
+def pair_duplicates(images: Images, prints: Fingerprints, max_distance: int, min_correlation: float) -> Duplicates:
+    """The twin pairs and groups of ``prints`` (``twin_pairs``), with the images they stand for."""
+    return Duplicates(images, *twin_pairs(prints, max_distance, min_correlation))
 
 
 def find_duplicates(
