@@ -104,12 +104,10 @@ class FoldRun:
         self.check_reusable(path, state)
         return state
 
-    def is_trained(self) -> bool:
-        """Whether the fold finished training with this identity (a record of another identity is an error)."""
-        if not self.metrics.is_file():
-            return False
-        self.read_metrics()
-        return True
+    def trained_metrics(self) -> dict[str, Any] | None:
+        """The final record of a fold that finished training with this identity; None where it has not (a record
+        of another identity is an error)."""
+        return self.read_metrics() if self.metrics.is_file() else None
 
     def read_metrics(self) -> dict[str, Any]:
         if not self.metrics.is_file():

@@ -389,9 +389,10 @@ def _open_train_cache(cfg: ExperimentConfig, dataset: Dataset, ctx: Context) -> 
 
 
 def _train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, run: FoldRun, ctx: Context) -> dict:
-    if run.is_trained():
+    done = run.trained_metrics()
+    if done is not None:
         log.info(f"{cfg.name} fold {run.fold}: already trained ({run.metrics}), skipping")
-        return run.read_metrics()
+        return done
     saved = run.load_state(run.last) if run.last.is_file() else None  # checked before anything is written or built
     if ctx.is_main:
         save_config(cfg, run.config)
