@@ -42,7 +42,7 @@ def train_killed_after_epoch_1(args: list[str], monkeypatch) -> None:
 
     def killed_after_epoch_1(*a):
         original(*a)
-        if a[2].epoch == 1:
+        if a[3].epoch == 1:  # (cfg, run, engine, progress, ...)
             raise KeyboardInterrupt
 
     with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
@@ -100,6 +100,49 @@ def test_logs_best_epoch_and_early_stopping(trained, engine_cfg, monkeypatch):
     assert metrics["precision"] == "fp32"  # precision: auto, on the CPU
     assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 2
     assert any((run / "tb").iterdir()) and not (run / "last.pt").exists() and not (run / "best.pt").exists()
+
+
+def test_select_val_loss_keeps_the_epoch_of_the_lowest_validation_loss(trained, engine_cfg, monkeypatch):
+    losses, f1s = iter([0.9, 0.4, 0.6]), iter([0.1, 0.2, 0.3])  # macro_f1 would keep epoch 3
+    original = loop.validate
+
+    def scripted(*args):
+        return {**original(*args), "val_loss": next(losses), "val_macro_f1_fitted": next(f1s)}
+
+    monkeypatch.setattr(loop, "validate", scripted)
+    train.main([*engine_cfg, "--select", "val_loss", "--runs-dir", "sel"])
+    metrics = read_json(trained / "sel" / "engine" / "fold0" / "metrics.json")
+    assert metrics["best_epoch"] == 2 and metrics["kept"] == "epoch 2" and metrics["val_loss"] == 0.4
+
+
+def test_swa_keeps_the_mean_of_the_last_epochs_weights_with_recomputed_batchnorm(trained, engine_cfg, monkeypatch):
+    seen = []
+    original = loop._end_of_epoch
+
+    def recording(*a):
+        original(*a)
+        seen.append({k: v.clone() for k, v in a[2].eval_model.state_dict().items()})
+
+    monkeypatch.setattr(loop, "_end_of_epoch", recording)
+    train.main([*engine_cfg, "--epochs", "4", "--swa", "2", "--runs-dir", "swa"])
+    run = trained / "swa" / "engine" / "fold0"
+    kept = weights(run)
+    params = dict(build_model(load_config(trained / "configs" / "engine.yaml"), weights=False).named_parameters())
+    for key in params:  # the EMA's weights after epochs 3 and 4, averaged
+        torch.testing.assert_close(kept[key], (seen[2][key] + seen[3][key]) / 2)
+    means = [k for k in kept if k.endswith("running_mean")]
+    assert means and all(not torch.equal(kept[k], epoch[k]) for k in means for epoch in seen)
+    metrics = read_json(run / "metrics.json")
+    assert metrics["kept"] == "average of epochs 3-4" and 0 <= metrics["val_macro_f1_fitted"] <= 1
+
+
+def test_swa_killed_after_an_epoch_and_resumed_ends_as_an_uninterrupted_run(trained, engine_cfg, monkeypatch):
+    swa = [*engine_cfg, "--epochs", "2", "--swa", "2"]
+    train.main([*swa, "--runs-dir", "whole_swa"])
+    train_killed_after_epoch_1([*swa, "--runs-dir", "killed_swa"], monkeypatch)
+    train.main([*swa, "--runs-dir", "killed_swa"])
+    whole, resumed = (weights(trained / d / "engine" / "fold0") for d in ("whole_swa", "killed_swa"))
+    assert all(torch.equal(whole[key], resumed[key]) for key in whole)
 
 
 def test_pretrained_file_adapts_the_stem_instead_of_a_random_one(tmp_path):

@@ -32,6 +32,7 @@ from solution.training.distributed import DEVICES
 from solution.training.losses import LOSSES, build_loss
 from solution.training.numerics import PRECISIONS
 from solution.training.optim import OPTIMIZERS
+from solution.training.selection import SELECTIONS
 from solution.training.tta import TTA_MODES
 
 # The config keys whose values name an entry of a registry: validation and the CLI's choices read them.
@@ -43,6 +44,7 @@ REGISTRIES: dict[str, Registry[Any]] = {
     "augment": AUGMENTATIONS,
     "device": DEVICES,
     "precision": PRECISIONS,
+    "select": SELECTIONS,
 }
 
 
@@ -69,7 +71,9 @@ class ExperimentConfig:
     oversample: float = 0.0  # 0: off; see solution.data.sampler
     augment: str = "light"
     ema: float = 0.0  # decay of the exponential moving average of the weights; 0: off
-    patience: int = 0  # stop after N epochs without a better validation macro-F1; 0: off
+    select: str = "macro_f1"  # what picks the kept epoch: val_loss | macro_f1 (solution.training.selection)
+    swa: int = 0  # keep the average of the last N epochs' weights instead of the selected epoch's; 0: off
+    patience: int = 0  # stop after N epochs without a better `select` figure; 0: off
     tta: str = "d4"
     drop_rate: float = 0.0
     num_workers: int = 2
@@ -104,6 +108,7 @@ RANGES: dict[str, Interval] = {
     "focal_gamma": NON_NEGATIVE,
     "oversample": NON_NEGATIVE,
     "ema": Interval(0, 0.99999),
+    "swa": NON_NEGATIVE,
     "patience": NON_NEGATIVE,
     "drop_rate": Interval(0, 0.99),
     "num_workers": NON_NEGATIVE,
@@ -160,8 +165,18 @@ def _validate(cfg: ExperimentConfig, where: str) -> None:
         build_loss(cfg.loss, cfg.focal_gamma)  # a mix: its names, weights and gamma
         for key, interval in RANGES.items():
             interval.check(key, getattr(cfg, key))
+        _check_averaging(cfg)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+
+
+def _check_averaging(cfg: ExperimentConfig) -> None:
+    """``swa`` averages the last epochs of the planned schedule: at most ``epochs`` of them, and never cut
+    short by ``patience``."""
+    if cfg.swa > cfg.epochs:
+        raise ConfigError(f"'swa' averages the last N epochs: N must be at most epochs ({cfg.epochs}), got {cfg.swa}")
+    if cfg.swa and cfg.patience:
+        raise ConfigError("'swa' and 'patience' cannot be combined: early stopping would cut the averaged epochs")
 
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")

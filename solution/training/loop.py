@@ -4,21 +4,24 @@
 ``last.pt`` after every epoch (model, optimizer, scheduler, EMA, RNG states and
 the history: plain tensors and numbers, loaded with ``weights_only=True``), so a
 killed run resumes from its last finished epoch and ends exactly as an
-uninterrupted one; ``best.pt`` whenever validation macro-F1 (cut-offs fitted
-on the fold) improves; ``history.csv`` and TensorBoard events in ``tb/`` every
-epoch. At the end the best epoch's weights become ``checkpoint.pt`` and predict
-the fold's validation and test images with TTA; ``metrics.json``, written last,
-marks the fold as done.
+uninterrupted one; ``best.pt`` whenever the epoch is the best so far by the
+``select`` key (``solution.training.selection``); ``history.csv`` and
+TensorBoard events in ``tb/`` every epoch. At the end the best epoch's weights,
+or with ``swa: N`` the average of the last N epochs' (``solution.training.swa``),
+become ``checkpoint.pt`` and predict the fold's validation and test images with
+TTA; ``metrics.json``, written last, marks the fold as done.
 
 Picking the best epoch on the validation fold makes that fold's score slightly
 optimistic; the stack and the thresholds inherit the same small bias for every
-experiment alike. ``patience: 0`` with ``ema`` is the unbiased alternative.
+experiment alike. ``swa``, or ``ema`` with the last epoch kept, are the unbiased
+alternatives.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import random
 import time
@@ -33,6 +36,7 @@ from timm.scheduler import CosineLRScheduler
 from timm.utils import ModelEmaV3
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
@@ -60,10 +64,11 @@ from solution.training.losses import LossFn, build_loss
 from solution.training.models import build_model
 from solution.training.numerics import Numerics, autotune_convolutions, resolve_numerics
 from solution.training.optim import make_optimizer
+from solution.training.selection import SELECTIONS
+from solution.training.swa import averaged_model, averages_epoch, recompute_batchnorm
 
 log = logging.getLogger(__spec__.name)
 
-SELECT_METRIC = "val_macro_f1_fitted"  # the best epoch is the one with the highest value of this
 SHOW_LOSS_EVERY = 50  # steps between the progress bar's readings of the loss (each one a host sync)
 
 
@@ -119,7 +124,7 @@ class Progress:
 
     epoch: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
-    best: float = -1.0
+    best: float = -math.inf  # the best epoch's score by the ``select`` key (higher is better)
     best_epoch: int = 0
 
     @property
@@ -136,6 +141,7 @@ class Engine:
     optimizer: torch.optim.Optimizer
     scheduler: CosineLRScheduler
     ema: ModelEmaV3 | None
+    swa: AveragedModel | None  # the running average of the last epochs' weights (``swa``), on rank 0
     stats: StainStats
     transform: Callable[..., torch.Tensor]  # uint8 stains -> model input (a BatchTransform)
     loss_fn: LossFn
@@ -204,9 +210,9 @@ def _update(cfg: ExperimentConfig, engine: Engine, updates: int) -> None:
 
 
 @torch.no_grad()
-def validate(engine: Engine, loader: DataLoader, device: torch.device) -> dict[str, float]:
-    """Validation loss and macro-F1, at 0.5 and at per-class cut-offs fitted on this fold (optimistic)."""
-    model = engine.eval_model
+def validate(engine: Engine, model: nn.Module, loader: DataLoader, device: torch.device) -> dict[str, float]:
+    """``model``'s validation loss and macro-F1, at 0.5 and at per-class cut-offs fitted on this fold
+    (optimistic)."""
     model.eval()
     probs, targets, total = [], [], 0.0
     for stains, y in loader:
@@ -293,12 +299,14 @@ def build_engine(
         t_in_epochs=False,
     )
     ema = ModelEmaV3(model, decay=cfg.ema) if cfg.ema else None
+    swa = averaged_model(model) if cfg.swa and ctx.is_main else None
     step_model = cast(nn.Module, torch.compile(model)) if cfg.compile else model
     if ctx.distributed:
         step_model = DistributedDataParallel(step_model, device_ids=[ctx.device.index] if cuda else None)
     transform = BatchTransform(channel_matrix(cfg.channels), stats, channels_last=numerics.channels_last)
     loss_fn = build_loss(cfg.loss, cfg.focal_gamma)
-    return Engine(model, step_model, optimizer, scheduler, ema, stats, transform, loss_fn, numerics, numerics.scaler())
+    scaler = numerics.scaler()
+    return Engine(model, step_model, optimizer, scheduler, ema, swa, stats, transform, loss_fn, numerics, scaler)
 
 
 def _save_last(run: FoldRun, engine: Engine, progress: Progress) -> None:
@@ -307,6 +315,7 @@ def _save_last(run: FoldRun, engine: Engine, progress: Progress) -> None:
         "optimizer": engine.optimizer.state_dict(),
         "scheduler": engine.scheduler.state_dict(),
         "ema": engine.ema.state_dict() if engine.ema is not None else {},
+        "swa": engine.swa.state_dict() if engine.swa is not None else {},
         "scaler": engine.scaler.state_dict(),  # empty unless fp16
         "rng": rng_state(),
         "threads": torch.get_num_threads(),
@@ -326,6 +335,8 @@ def _resume(run: FoldRun, saved: dict[str, Any] | None, engine: Engine) -> Progr
     engine.scheduler.load_state_dict(saved["scheduler"])
     if engine.ema is not None:
         engine.ema.load_state_dict(saved["ema"])
+    if engine.swa is not None:
+        engine.swa.load_state_dict(saved["swa"])
     if engine.scaler.is_enabled() and saved["scaler"]:
         engine.scaler.load_state_dict(saved["scaler"])
     set_rng_state(saved["rng"])
@@ -350,8 +361,10 @@ def _warn_of_other_precision(path: Path, saved: str, now: str) -> None:
         log.warning(f"{path}: resuming in {now} where the run trained in {saved} (precision: auto on another device)")
 
 
-def _end_of_epoch(run: FoldRun, engine: Engine, progress: Progress, metrics: dict, tb: SummaryWriter) -> None:
-    """Rank 0: record the epoch, keep the best weights, save the state to resume from."""
+def _end_of_epoch(
+    cfg: ExperimentConfig, run: FoldRun, engine: Engine, progress: Progress, metrics: dict, tb: SummaryWriter
+) -> None:
+    """Rank 0: record the epoch, keep the best weights, add them to the average, save the state to resume from."""
     progress.epoch = metrics["epoch"]
     progress.history.append(metrics)
     run.write_history(progress.history)
@@ -359,12 +372,18 @@ def _end_of_epoch(run: FoldRun, engine: Engine, progress: Progress, metrics: dic
         if key != "epoch":
             tb.add_scalar(key, value, metrics["epoch"])
     tb.flush()
-    if metrics[SELECT_METRIC] > progress.best:
-        progress.best, progress.best_epoch = metrics[SELECT_METRIC], metrics["epoch"]
-        run.save_state(
-            run.best, model=engine.eval_model.state_dict(), epoch=progress.epoch, stats=engine.stats.to_dict()
-        )
+    score = SELECTIONS[cfg.select].score(metrics)
+    if score > progress.best or not progress.best_epoch:
+        progress.best, progress.best_epoch = score, metrics["epoch"]
+        if engine.swa is None:
+            _save_best(run, engine.eval_model, engine.stats, progress.epoch)
+    if engine.swa is not None and averages_epoch(progress.epoch, cfg.epochs, cfg.swa):
+        engine.swa.update_parameters(engine.eval_model)
     _save_last(run, engine, progress)
+
+
+def _save_best(run: FoldRun, model: nn.Module, stats: StainStats, epoch: int) -> None:
+    run.save_state(run.best, model=model.state_dict(), epoch=epoch, stats=stats.to_dict())
 
 
 def train_fold(
@@ -388,6 +407,15 @@ def _open_train_cache(cfg: ExperimentConfig, dataset: Dataset, ctx: Context) -> 
     return opened if ctx.is_main else open_cache(dataset, "train", dataset.train_ids, cfg.image_size)
 
 
+def _start_epoch(cfg: ExperimentConfig, loader: DataLoader, epoch: int, seed: int, rank: int) -> None:
+    """Seed the training loader's draws for ``epoch``: its shuffle from ``seed``, an oversampler's from the
+    epoch, so that a resumed run draws what an uninterrupted one did."""
+    sampler = cast(EpochSampler, loader.sampler)
+    sampler.start_epoch(epoch, seed)
+    if isinstance(sampler.base, WeightedRandomSampler):
+        sampler.base.generator.manual_seed(cfg.seed * 1000 + rank * 100_000 + epoch)
+
+
 def _train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, run: FoldRun, ctx: Context) -> dict:
     done = run.trained_metrics()
     if done is not None:
@@ -406,19 +434,16 @@ def _train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, run: Fold
     tb = SummaryWriter(str(run.tensorboard), purge_step=progress.epoch + 1) if ctx.is_main else None
     for epoch in range(progress.epoch, cfg.epochs):
         if cfg.patience and ctx.agree(progress.epochs_since_best >= cfg.patience):
-            log.info(f"{cfg.name} fold {run.fold}: no better validation macro-F1 for {cfg.patience} epochs, stopping")
+            log.info(f"{cfg.name} fold {run.fold}: no better {cfg.select} for {cfg.patience} epochs, stopping")
             break
         t0 = time.time()
-        sampler = cast(EpochSampler, train_loader.sampler)
-        sampler.start_epoch(epoch, int(torch.randint(2**31 - 1, ())))
-        if isinstance(sampler.base, WeightedRandomSampler):  # the epoch's draws, the same after a resume
-            sampler.base.generator.manual_seed(cfg.seed * 1000 + ctx.rank * 100_000 + epoch)
+        _start_epoch(cfg, train_loader, epoch, int(torch.randint(2**31 - 1, ())), ctx.rank)
         desc = f"{cfg.name} f{run.fold} e{epoch + 1}/{cfg.epochs}"
         train_loss = train_one_epoch(cfg, engine, train_loader, ctx, epoch, desc)
         if ctx.is_main:
             seconds = time.time() - t0
             images_per_s = len(train_loader) * cfg.batch_size * ctx.world_size / seconds
-            val = validate(engine, val_loader, ctx.device)
+            val = validate(engine, engine.eval_model, val_loader, ctx.device)
             metrics = {
                 "epoch": epoch + 1,
                 "train_loss": train_loss,
@@ -429,17 +454,38 @@ def _train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, run: Fold
             metrics["lr"] = engine.optimizer.param_groups[0]["lr"]
             log.info(f"{cfg.name} fold {run.fold} {epoch_summary(cfg, metrics)}")
             assert tb is not None  # rank 0 writes TensorBoard events
-            _end_of_epoch(run, engine, progress, metrics, tb)
+            _end_of_epoch(cfg, run, engine, progress, metrics, tb)
         else:
             progress.epoch = epoch + 1
         ctx.barrier()
     final = {}
     if ctx.is_main:
-        final = _finish(cfg, dataset, images, folds, run, progress, ctx, engine.numerics, len(train_loader))
+        averaged = _average(cfg, run, engine, train_loader, val_loader, ctx) if engine.swa is not None else None
+        final = _finish(cfg, dataset, images, folds, run, progress, averaged, ctx, engine.numerics, len(train_loader))
     if tb is not None:
         tb.close()
     ctx.barrier()
     return final
+
+
+SWA_EPOCH_SEED = 2**31 - 2  # the BatchNorm pass's shuffle: fixed, so a resumed run recomputes the same statistics
+
+
+def _average(
+    cfg: ExperimentConfig, run: FoldRun, engine: Engine, train_loader: DataLoader, val_loader: DataLoader, ctx: Context
+) -> dict[str, float]:
+    """Rank 0, after the last epoch: the SWA average gets its own BatchNorm statistics (one pass over the
+    training images), is validated and saved as the fold's best; returns its validation figures."""
+    assert engine.swa is not None
+    _start_epoch(cfg, train_loader, cfg.epochs, SWA_EPOCH_SEED, ctx.rank)
+    recompute_batchnorm(engine.swa, train_loader, engine.transform, ctx.device)
+    val = validate(engine, engine.swa.module, val_loader, ctx.device)
+    _save_best(run, engine.swa.module, engine.stats, cfg.epochs)
+    log.info(
+        f"{cfg.name} fold {run.fold} average of the last {cfg.swa} epochs: val loss {val['val_loss']:.4f}  "
+        f"val macro-F1 {val['val_macro_f1_at_0.5']:.4f} @0.5, {val['val_macro_f1_fitted']:.4f} fitted"
+    )
+    return val
 
 
 def _process(device: torch.device) -> dict[str, Any]:
@@ -457,18 +503,23 @@ def _finish(
     folds: Folds,
     run: FoldRun,
     progress: Progress,
+    averaged: dict[str, float] | None,
     ctx: Context,
     numerics: Numerics,
     steps: int,
 ) -> dict[str, Any]:
-    """Rank 0: the best epoch's weights become ``checkpoint.pt`` and predict (in the precision trained with);
-    then ``metrics.json``."""
+    """Rank 0: the kept weights (the best epoch's, or the average's with its validation figures ``averaged``)
+    become ``checkpoint.pt`` and predict (in the precision trained with); then ``metrics.json``."""
     if run.best.is_file():
         os.replace(run.best, run.checkpoint)
     model, stats = load_checkpoint(cfg, run, ctx.device)
     test_images = load_images(dataset, "test", dataset.test_ids, cfg.image_size)
     predict_fold(cfg, model, stats, dataset, images, test_images, folds, run, numerics)
     best_row = next(h for h in progress.history if h["epoch"] == progress.best_epoch)
+    if averaged is not None:
+        kept, figures = f"average of epochs {cfg.epochs - cfg.swa + 1}-{cfg.epochs}", averaged
+    else:
+        kept, figures = f"epoch {progress.best_epoch}", {k: v for k, v in best_row.items() if k.startswith("val_")}
     final = {
         "fold": run.fold,
         "world_size": ctx.world_size,
@@ -476,8 +527,9 @@ def _finish(
         "precision": numerics.precision,
         "steps_per_epoch": steps,
         "best_epoch": progress.best_epoch,
+        "kept": kept,  # the weights that predict
         "epochs_run": len(progress.history),
-        **{k: v for k, v in best_row.items() if k.startswith("val_")},
+        **figures,
         "stain_stats": stats.to_dict(),
         "history": progress.history,
     }
