@@ -4,8 +4,9 @@
 H100, L4, RTX 30xx and later), fp16 autocast with a gradient scaler below that (Kaggle's T4 and P100, V100s),
 and fp32 on the CPU; it is resolved on each device that trains or predicts, and the choice is logged and
 recorded in the fold's ``metrics.json``. An explicit value is used as it is, on every device (on the CPU through
-torch's CPU autocast), except bf16 on a GPU without it natively, which is refused. On CUDA the model and its
-input are channels-last, and cuDNN picks its convolution kernels by timing them (``autotune_convolutions``).
+torch's CPU autocast), except bf16 on a GPU without it natively, which is refused. The model and its input are
+channels-last (cuDNN and the CPU's oneDNN both convolve faster so), and on CUDA cuDNN picks its convolution
+kernels by timing them (``autotune_convolutions``).
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ class Numerics:
         return torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
 
 
+# Where convolutions run faster on channels-last tensors: cuDNN's tensor cores, and oneDNN's CPU kernels
+# (BENCHMARKS.md, "Where a CPU epoch goes").
+CHANNELS_LAST_DEVICES = ("cuda", "cpu")
+
+
 def autotune_convolutions(device: torch.device) -> None:
     """On CUDA, cuDNN times its convolution kernels at each new input shape and keeps the fastest
     (``cudnn.benchmark``: the kit's shapes are fixed, one image size and full training batches); elsewhere
@@ -66,7 +72,7 @@ def autotune_convolutions(device: torch.device) -> None:
 
 
 def resolve_numerics(name: str, device: torch.device) -> Numerics:
-    """The precision ``name`` of ``PRECISIONS`` on ``device``, with its layout (channels-last on CUDA); logged.
+    """The precision ``name`` of ``PRECISIONS`` on ``device``, with its layout (channels-last on CUDA and CPU); logged.
 
     ``auto`` as the module says; explicit bf16 on a GPU below compute capability 8.0 is a ``ConfigError``
     (torch would emulate it slowly, or a cuDNN kernel would refuse it mid-run).
@@ -83,4 +89,4 @@ def resolve_numerics(name: str, device: torch.device) -> Numerics:
     precision = name if name != "auto" else ("bf16" if native_bf16 else "fp16") if cuda else "fp32"
     where = f"{device} (compute capability {capability})" if cuda else str(device)
     log.info(f"precision {name}: {precision} on {where}")
-    return Numerics(precision, device, channels_last=cuda)
+    return Numerics(precision, device, channels_last=device.type in CHANNELS_LAST_DEVICES)
