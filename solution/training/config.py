@@ -29,6 +29,7 @@ from solution.core.workspace import STACK_NAME
 from solution.data.channels import CHANNEL_SETUPS
 from solution.data.transforms import AUGMENTATIONS
 from solution.training.distributed import DEVICES
+from solution.training.heads import HEADS
 from solution.training.losses import LOSSES, build_loss
 from solution.training.numerics import PRECISIONS
 from solution.training.optim import OPTIMIZERS
@@ -43,6 +44,7 @@ REGISTRIES: dict[str, Registry[Any]] = {
     "augment": AUGMENTATIONS,
     "device": DEVICES,
     "precision": PRECISIONS,
+    "head": HEADS,
 }
 
 
@@ -72,6 +74,7 @@ class ExperimentConfig:
     patience: int = 0  # stop after N epochs without a better validation macro-F1; 0: off
     tta: str = "d4"
     drop_rate: float = 0.0
+    head: str = "avg"  # the classifier head on the backbone's feature map (solution.training.heads)
     num_workers: int = 2
     device: str = "auto"
     precision: str = "auto"  # auto: bf16, fp16 or fp32 as the device allows (solution.training.numerics)
