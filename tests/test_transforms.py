@@ -190,3 +190,34 @@ def test_grid_warp_interpolates_between_its_points_and_is_the_identity_without_j
     assert np.allclose(_linear_weights(32, 4) @ values, np.interp(np.arange(32), knots, values))
     image = random_stains()
     assert np.array_equal(JitteredGridWarp(scale=(0.0, 0.0), p=1.0)(image=image)["image"], image)
+
+
+def images_of_their_own_brightness(seed: int = 0) -> np.ndarray:
+    """Eight images of correlated stains, each of another brightness and contrast (values up to 127)."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(0, 1, (8, 12, 12, 1)) + rng.normal(0, [0.3, 1.0, 0.6, 2.0], (8, 12, 12, 4))
+    scale, offset = rng.uniform(2, 12, (8, 1, 1, 4)), rng.uniform(20, 60, (8, 1, 1, 4))
+    return np.clip(base * scale + offset, 0, 127).astype(np.uint8)
+
+
+@pytest.mark.parametrize("setup", ["rgby", "ry_gy_b"])
+def test_image_normalisation_gives_each_image_mean_0_and_std_1_per_channel(setup):
+    stains = torch.from_numpy(images_of_their_own_brightness())
+    stats = StainStats(mean=np.full(4, 127.0), cov=np.eye(4) * 70.0**2)  # the dataset's: left unused
+    x = BatchTransform(channel_matrix(setup), stats, normalize="image")(stains).double().numpy()
+    assert x.shape == (8, len(channel_matrix(setup)), 12, 12)
+    np.testing.assert_allclose(x.mean(axis=(2, 3)), 0, atol=1e-4)
+    np.testing.assert_allclose(x.std(axis=(2, 3)), 1, atol=1e-4)
+
+
+def test_image_normalisation_ignores_each_images_brightness_and_survives_a_blank_stain():
+    stains = torch.from_numpy(images_of_their_own_brightness())
+    stats = StainStats(mean=np.full(4, 127.0), cov=np.eye(4) * 70.0**2)
+    transform = BatchTransform(channel_matrix("rgby"), stats, normalize="image")
+    brighter = stains * torch.tensor([2, 1, 1, 2], dtype=torch.uint8)[None, None, None]  # per stain, exact
+    brighter[1::2] = stains[1::2]  # every other image as it was
+    torch.testing.assert_close(transform(brighter), transform(stains), atol=1e-4, rtol=0)
+    stains[0, ..., 1] = 9  # a blank green stain: about zeros, not NaN
+    x = transform(stains)
+    assert torch.isfinite(x).all()
+    torch.testing.assert_close(x[0, 1], torch.zeros(12, 12), atol=1e-2, rtol=0)

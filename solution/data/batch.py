@@ -6,9 +6,12 @@ flip/rotation per image (training only), converts them to float, mixes the
 stains into the channel setup's channels and normalises each channel with the
 statistics of that mixed channel, without a host sync. The same code runs on CPU.
 
-Normalisation: each input channel is normalised with the mean and std of that
-mixed channel over the training pixels (``StainStats.mixed``). Mixing and
-normalising are one affine map, applied as one einsum.
+Normalisation (``normalize``, the registry ``NORMALIZATIONS``): ``dataset`` normalises each input channel with
+the mean and std of that mixed channel over the training pixels (``StainStats.mixed``); ``image`` with the
+mean and std of that mixed channel over the image itself (from its own stain means and covariance, on the
+device), so that a brighter or dimmer image (another microscope, the external images) comes out the same.
+Either way mixing and normalising are one affine map, applied as one einsum; a std under 1e-3 (a blank
+stain) counts as 1e-3, as in ``StainStats.mixed``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from solution.data.stats import StainStats
+from solution.core.registry import Registry
+from solution.data.stats import MIN_VARIANCE, StainStats
+
+# normalize -> whether each image is normalised by its own statistics (else by the training pixels')
+NORMALIZATIONS: Registry[bool] = Registry("normalize", {"dataset": False, "image": True})
 
 
 def random_dihedral(
@@ -37,14 +44,30 @@ def random_dihedral(
     return torch.where(((rotation >= 2) ^ (k >= 4)).view(per_item), x.flip(second), x)
 
 
+def image_affine(matrix: torch.Tensor, stains: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image, the weights (B, C, 4) and biases (B, C) that mix its stains into the (C, 4) ``matrix``'s
+    channels and normalise each by its mean and std over the image: from the image's stain means and
+    covariance, as ``StainStats.mixed`` does for the training pixels."""
+    pixels = stains.flatten(1, 2).float()  # (B, H * W, 4)
+    mean = pixels.mean(1)
+    centred = pixels - mean[:, None]
+    cov = centred.transpose(1, 2) @ centred / pixels.shape[1]  # (B, 4, 4)
+    var = torch.einsum("cs,bst,ct->bc", matrix, cov, matrix)
+    std = var.clamp_min(MIN_VARIANCE).sqrt()
+    return matrix / std[..., None], -(mean @ matrix.T) / std
+
+
 class BatchTransform:
     """uint8 (B, H, W, 4) stains -> normalised float (B, C, H, W) model input, on the stains' device.
 
-    The affine map's constants move to the stains' device at the first batch there and stay: no copy per batch.
+    ``normalize`` names an entry of ``NORMALIZATIONS``. The affine map's constants move to the stains' device
+    at the first batch there and stay: no copy per batch.
     """
 
-    def __init__(self, matrix: np.ndarray, stats: StainStats, channels_last: bool = False):
+    def __init__(self, matrix: np.ndarray, stats: StainStats, channels_last: bool = False, normalize: str = "dataset"):
         self.stats = stats
+        self.per_image = NORMALIZATIONS[normalize]
+        self.matrix = torch.as_tensor(matrix, dtype=torch.float32)  # (C, 4)
         mean, std = stats.mixed(matrix)
         self.weight = torch.as_tensor(matrix / std[:, None], dtype=torch.float32)  # (C, 4)
         self.bias = torch.as_tensor(-mean / std, dtype=torch.float32)  # (C,)
@@ -52,8 +75,12 @@ class BatchTransform:
 
     def __call__(self, stains: torch.Tensor, dihedral: bool = False) -> torch.Tensor:
         if self.weight.device != stains.device:
-            self.weight, self.bias = self.weight.to(stains.device), self.bias.to(stains.device)
+            self.matrix, self.weight, self.bias = (t.to(stains.device) for t in (self.matrix, self.weight, self.bias))
         if dihedral:  # on the uint8 stains: a quarter of the bytes of the float input, the same values
             stains = random_dihedral(stains, dims=(1, 2))
-        x = torch.einsum("cs,bhws->bchw", self.weight, stains.float()) + self.bias[None, :, None, None]
+        if self.per_image:
+            weight, bias = image_affine(self.matrix, stains)
+            x = torch.einsum("bcs,bhws->bchw", weight, stains.float()) + bias[:, :, None, None]
+        else:
+            x = torch.einsum("cs,bhws->bchw", self.weight, stains.float()) + self.bias[None, :, None, None]
         return x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)

@@ -26,6 +26,7 @@ from solution.core.errors import ConfigError, clip, quote
 from solution.core.fileio import atomic_write_text
 from solution.core.registry import NON_NEGATIVE, POSITIVE, SEED, Interval, Registry
 from solution.core.workspace import STACK_NAME
+from solution.data.batch import NORMALIZATIONS
 from solution.data.channels import CHANNEL_SETUPS
 from solution.data.transforms import AUGMENTATIONS
 from solution.training.distributed import DEVICES
@@ -45,6 +46,7 @@ REGISTRIES: dict[str, Registry[Any]] = {
     "device": DEVICES,
     "precision": PRECISIONS,
     "head": HEADS,
+    "normalize": NORMALIZATIONS,
 }
 
 
@@ -70,6 +72,7 @@ class ExperimentConfig:
     focal_gamma: float = 2.0
     oversample: float = 0.0  # 0: off; see solution.data.sampler
     augment: str = "light"
+    normalize: str = "dataset"  # each input channel by the training pixels' statistics, or each image by its own
     ema: float = 0.0  # decay of the exponential moving average of the weights; 0: off
     patience: int = 0  # stop after N epochs without a better validation macro-F1; 0: off
     tta: str = "d4"

@@ -60,7 +60,9 @@ def predict_fold(
     ``images`` and ``test_images`` are the dataset's cached splits at ``cfg.image_size`` (opened once by
     the caller: naming a cache means a look at every source file). The model is put in ``numerics``' layout."""
     model = model.to(memory_format=numerics.memory_format)
-    transform = BatchTransform(channel_matrix(cfg.channels), stats, channels_last=numerics.channels_last)
+    transform = BatchTransform(
+        channel_matrix(cfg.channels), stats, channels_last=numerics.channels_last, normalize=cfg.normalize
+    )
 
     def predict(images: np.ndarray, positions: np.ndarray) -> np.ndarray:
         loader = make_loader(images, positions, cfg.batch_size, cfg.num_workers)

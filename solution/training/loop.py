@@ -296,7 +296,9 @@ def build_engine(
     step_model = cast(nn.Module, torch.compile(model)) if cfg.compile else model
     if ctx.distributed:
         step_model = DistributedDataParallel(step_model, device_ids=[ctx.device.index] if cuda else None)
-    transform = BatchTransform(channel_matrix(cfg.channels), stats, channels_last=numerics.channels_last)
+    transform = BatchTransform(
+        channel_matrix(cfg.channels), stats, channels_last=numerics.channels_last, normalize=cfg.normalize
+    )
     loss_fn = build_loss(cfg.loss, cfg.focal_gamma)
     return Engine(model, step_model, optimizer, scheduler, ema, stats, transform, loss_fn, numerics, numerics.scaler())
 
