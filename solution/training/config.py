@@ -34,7 +34,7 @@ from solution.training.heads import HEADS
 from solution.training.losses import LOSSES, build_loss
 from solution.training.numerics import PRECISIONS
 from solution.training.optim import OPTIMIZERS
-from solution.training.tta import TTA_MODES
+from solution.training.tta import CROP_SETS, TTA_MERGES, TTA_MODES
 
 # The config keys whose values name an entry of a registry: validation and the CLI's choices read them.
 REGISTRIES: dict[str, Registry[Any]] = {
@@ -47,6 +47,8 @@ REGISTRIES: dict[str, Registry[Any]] = {
     "precision": PRECISIONS,
     "head": HEADS,
     "normalize": NORMALIZATIONS,
+    "tta_crops": CROP_SETS,  # a number: its text is the name
+    "tta_merge": TTA_MERGES,
 }
 
 
@@ -60,6 +62,7 @@ class ExperimentConfig:
     pretrained_file: str = ""  # local weights (offline machines, Kaggle kernels); implies pretrained
     channels: str = "rgby"
     image_size: int = 512
+    crop: int = 0  # train on random crop x crop windows of the image_size images, validate on the centre; 0: off
     batch_size: int = 32
     accumulate: int = 1  # optimizer step every N batches (effective batch: batch_size x N x GPUs)
     epochs: int = 10
@@ -76,6 +79,8 @@ class ExperimentConfig:
     ema: float = 0.0  # decay of the exponential moving average of the weights; 0: off
     patience: int = 0  # stop after N epochs without a better validation macro-F1; 0: off
     tta: str = "d4"
+    tta_crops: int = 1  # windows predicted at test time (with crop): 1 the centre, 4 the corners, 5 both
+    tta_merge: str = "mean"  # over every view of every window: mean or max
     drop_rate: float = 0.0
     head: str = "avg"  # the classifier head on the backbone's feature map (solution.training.heads)
     num_workers: int = 2
@@ -94,12 +99,13 @@ class ExperimentConfig:
         return {"config": training, "folds_hash": folds_hash}
 
 
-INFERENCE_KEYS = ("tta", "num_workers", "device")
+INFERENCE_KEYS = ("tta", "tta_crops", "tta_merge", "num_workers", "device")
 
 
 # The range of each numeric key.
 RANGES: dict[str, Interval] = {
     "image_size": Interval(1),
+    "crop": NON_NEGATIVE,
     "batch_size": Interval(1),
     "accumulate": Interval(1),
     "epochs": Interval(1),
@@ -161,13 +167,22 @@ def _validate(cfg: ExperimentConfig, where: str) -> None:
     try:
         for key, registry in REGISTRIES.items():
             value = getattr(cfg, key)
-            if isinstance(value, str):
-                registry.check(value)
+            if not isinstance(value, dict):  # a loss mix is checked by build_loss
+                registry.check(str(value))
         build_loss(cfg.loss, cfg.focal_gamma)  # a mix: its names, weights and gamma
         for key, interval in RANGES.items():
             interval.check(key, getattr(cfg, key))
+        _check_crops(cfg)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+
+
+def _check_crops(cfg: ExperimentConfig) -> None:
+    """A crop lies within the cached image; test-time windows need a crop size to take."""
+    if cfg.crop > cfg.image_size:
+        raise ConfigError(f"'crop' must be at most image_size ({cfg.image_size}), got {cfg.crop}")
+    if cfg.tta_crops != 1 and not cfg.crop:
+        raise ConfigError(f"'tta_crops' {cfg.tta_crops} needs a 'crop' size (crop 0 predicts on the whole image)")
 
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")

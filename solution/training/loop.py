@@ -163,7 +163,7 @@ def train_one_epoch(
     bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None if ctx.is_main else True)
     engine.optimizer.zero_grad(set_to_none=True)
     for i, (stains, y) in enumerate(bar):
-        x = engine.transform(stains.to(device, non_blocking=True), dihedral=dihedral)
+        x = engine.transform(stains.to(device, non_blocking=True), dihedral=dihedral, random_crop=True)
         y = y.to(device, non_blocking=True)
         final = (i + 1) % cfg.accumulate == 0  # the last micro-batch of an update
         with _gradient_sync(engine.step_model, final):
@@ -296,9 +296,7 @@ def build_engine(
     step_model = cast(nn.Module, torch.compile(model)) if cfg.compile else model
     if ctx.distributed:
         step_model = DistributedDataParallel(step_model, device_ids=[ctx.device.index] if cuda else None)
-    transform = BatchTransform(
-        channel_matrix(cfg.channels), stats, channels_last=numerics.channels_last, normalize=cfg.normalize
-    )
+    transform = BatchTransform(channel_matrix(cfg.channels), stats, numerics.channels_last, cfg.normalize, cfg.crop)
     loss_fn = build_loss(cfg.loss, cfg.focal_gamma)
     return Engine(model, step_model, optimizer, scheduler, ema, stats, transform, loss_fn, numerics, numerics.scaler())
 
