@@ -14,7 +14,7 @@ from solution.training.config import build_config
 from solution.training.inference import predict_probs
 from solution.training.models import build_model
 from solution.training.numerics import Numerics
-from solution.training.tta import tta_views
+from solution.training.tta import crop_windows, tta_views
 
 
 class TopLeft(nn.Module):
@@ -45,6 +45,42 @@ def test_tta_views_by_hand(mode, expected_logits):
     probs = predict_probs(TopLeft(), loader, mode, Numerics("fp32", torch.device("cpu"), channels_last=False))
     expected = torch.sigmoid(torch.tensor(expected_logits)).mean().item()
     np.testing.assert_allclose(probs, np.full((1, 28), expected), rtol=1e-6)
+
+
+def numbered_batch():
+    """One 4 x 4 image whose pixels hold their numbers, row * 4 + column."""
+    return torch.arange(16, dtype=torch.float32).view(1, 1, 4, 4)
+
+
+CORNERS_2X2 = [0.0, 2.0, 8.0, 10.0]  # the top-left pixels of the 2 x 2 windows at the corners; the centre's is 5
+
+
+@pytest.mark.parametrize(
+    "crops, mode, expected_logits",
+    [
+        (1, "none", [5.0]),
+        (4, "none", CORNERS_2X2),
+        (5, "none", [*CORNERS_2X2, 5.0]),
+        (4, "flip", [0.0, 1.0, 2.0, 3.0, 8.0, 9.0, 10.0, 11.0]),  # each window flipped: its top-right pixel too
+    ],
+)
+@pytest.mark.parametrize("merge", ["mean", "max"])
+def test_tta_crops_and_merge_by_hand(crops, mode, expected_logits, merge):
+    views = torch.cat([tta_views(w, mode) for w in crop_windows(numbered_batch(), 2, crops)])
+    assert views.shape[-2:] == (2, 2) and sorted(views[:, 0, 0, 0].tolist()) == sorted(expected_logits)
+    loader = DataLoader(TensorDataset(numbered_batch(), torch.zeros(1, 28)), batch_size=1)
+    cpu = Numerics("fp32", torch.device("cpu"), channels_last=False)
+    probs = predict_probs(TopLeft(), loader, mode, cpu, crop=2, crops=crops, merge=merge)
+    view_probs = torch.sigmoid(torch.tensor(expected_logits))
+    expected = view_probs.mean() if merge == "mean" else view_probs.max()
+    np.testing.assert_allclose(probs, np.full((1, 28), expected.item()), rtol=1e-6)
+
+
+def test_max_over_views_is_at_least_their_mean():
+    loader = DataLoader(TensorDataset(torch.randn(6, 4, 8, 8), torch.zeros(6, 28)), batch_size=3)
+    model, cpu = LayoutRecorder(), Numerics("fp32", torch.device("cpu"), channels_last=False)
+    mean, top = (predict_probs(model, loader, "d4", cpu, crop=6, crops=5, merge=m) for m in ("mean", "max"))
+    assert (top >= mean).all() and (top > mean).any()
 
 
 def test_d4_views_are_distinct_and_batched():
@@ -115,12 +151,12 @@ def test_predict_puts_the_model_and_its_views_in_the_devices_layout(trained, mon
     monkeypatch.setattr(experiment, "resolve_numerics", lambda *a: replace(real_numerics(*a), channels_last=True))
     seen = []
 
-    def recording(model, loader, tta, numerics, transform):
+    def recording(model, loader, tta, numerics, transform, *windows):
         stem = next(p for p in model.parameters() if p.dim() == 4 and p.shape[-1] > 1)
         seen.append(stem.is_contiguous(memory_format=torch.channels_last) and not stem.is_contiguous())
         views = tta_views(transform(next(iter(loader))[0]), tta, numerics.memory_format)
         seen.append(views.is_contiguous(memory_format=torch.channels_last) and not views.is_contiguous())
-        return real_predict(model, loader, tta, numerics, transform)
+        return real_predict(model, loader, tta, numerics, transform, *windows)
 
     monkeypatch.setattr(inference, "predict_probs", recording)
     before = pd.read_parquet("oof/tiny_effnet/oof.parquet")

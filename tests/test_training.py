@@ -65,6 +65,24 @@ def test_killed_after_an_epoch_and_resumed_ends_as_an_uninterrupted_run(trained,
         assert torch.equal(whole[key], resumed[key]), key
 
 
+def test_the_winners_options_train_resume_exactly_and_predict_on_windows(trained, monkeypatch):
+    """A head of their own, each image normalised by itself, random crops (drawn on the device): a killed run
+    resumes exactly; the fold predicts on 5 windows x the flip, merged by their max, and records it."""
+    (trained / "configs" / "options.yaml").write_text(ENGINE + "head: avgmax\nnormalize: image\ncrop: 24\n")
+    args = ["--config", "configs/options.yaml", "--fold", "0", "--epochs", "2"]
+    args += ["--tta-crops", "5", "--tta-merge", "max"]
+    train.main([*args, "--runs-dir", "whole"])
+    train_killed_after_epoch_1([*args, "--runs-dir", "killed"], monkeypatch)
+    train.main([*args, "--runs-dir", "killed"])
+    run = trained / "killed" / "options" / "fold0"
+    whole, resumed = weights(trained / "whole" / "options" / "fold0"), weights(run)
+    assert whole.keys() == resumed.keys() and all(torch.equal(whole[k], resumed[k]) for k in whole)
+    assert read_json(run / "predictions.json")["tta"] == "flip, 5 crops, max"
+    cfg = load_config(trained / "configs" / "options.yaml", {"epochs": 2})  # tta_crops 1: the same trained run
+    one_window = fold_run(trained / "killed", cfg, read_folds(trained / "folds"), 0)
+    assert one_window.trained_metrics() is not None and not one_window.predictions_current()
+
+
 def test_resuming_with_other_torch_threads_says_the_numbers_will_differ(trained, engine_cfg, monkeypatch, capsys):
     train_killed_after_epoch_1([*engine_cfg, "--runs-dir", "killed"], monkeypatch)
     threads = torch.get_num_threads()
@@ -247,10 +265,11 @@ def kit_syncs(monkeypatch) -> list[str]:
     return calls
 
 
-def test_a_training_step_never_waits_for_the_device_and_the_epoch_loss_is_the_steps_mean(monkeypatch):
+@pytest.mark.parametrize("options", [{}, {"crop": 12, "normalize": "image", "head": "attention"}])
+def test_a_training_step_never_waits_for_the_device_and_the_epoch_loss_is_the_steps_mean(monkeypatch, options):
     cfg = build_config(
         {"name": "s", "backbone": "test_resnet", "image_size": 16, "batch_size": 4, "accumulate": 2, "ema": 0.9}
-        | {"clip_grad": 1.0, "augment": "flips", "num_workers": 0},
+        | {"clip_grad": 1.0, "augment": "flips", "num_workers": 0, **options},
         "test",
     )
     rng = np.random.default_rng(0)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from solution.core.errors import ConfigError
-from solution.data.batch import BatchTransform, random_dihedral
+from solution.data.batch import BatchTransform, fixed_crop, random_crops, random_dihedral
 from solution.data.channels import channel_matrix
 from solution.data.dataset import HpaDataset
 from solution.data.stats import StainStats
@@ -190,3 +190,72 @@ def test_grid_warp_interpolates_between_its_points_and_is_the_identity_without_j
     assert np.allclose(_linear_weights(32, 4) @ values, np.interp(np.arange(32), knots, values))
     image = random_stains()
     assert np.array_equal(JitteredGridWarp(scale=(0.0, 0.0), p=1.0)(image=image)["image"], image)
+
+
+def images_of_their_own_brightness(seed: int = 0) -> np.ndarray:
+    """Eight images of correlated stains, each of another brightness and contrast (values up to 127)."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(0, 1, (8, 12, 12, 1)) + rng.normal(0, [0.3, 1.0, 0.6, 2.0], (8, 12, 12, 4))
+    scale, offset = rng.uniform(2, 12, (8, 1, 1, 4)), rng.uniform(20, 60, (8, 1, 1, 4))
+    return np.clip(base * scale + offset, 0, 127).astype(np.uint8)
+
+
+@pytest.mark.parametrize("setup", ["rgby", "ry_gy_b"])
+def test_image_normalisation_gives_each_image_mean_0_and_std_1_per_channel(setup):
+    stains = torch.from_numpy(images_of_their_own_brightness())
+    stats = StainStats(mean=np.full(4, 127.0), cov=np.eye(4) * 70.0**2)  # the dataset's: left unused
+    x = BatchTransform(channel_matrix(setup), stats, normalize="image")(stains).double().numpy()
+    assert x.shape == (8, len(channel_matrix(setup)), 12, 12)
+    np.testing.assert_allclose(x.mean(axis=(2, 3)), 0, atol=1e-4)
+    np.testing.assert_allclose(x.std(axis=(2, 3)), 1, atol=1e-4)
+
+
+def test_image_normalisation_ignores_each_images_brightness_and_survives_a_blank_stain():
+    stains = torch.from_numpy(images_of_their_own_brightness())
+    stats = StainStats(mean=np.full(4, 127.0), cov=np.eye(4) * 70.0**2)
+    transform = BatchTransform(channel_matrix("rgby"), stats, normalize="image")
+    brighter = stains * torch.tensor([2, 1, 1, 2], dtype=torch.uint8)[None, None, None]  # per stain, exact
+    brighter[1::2] = stains[1::2]  # every other image as it was
+    torch.testing.assert_close(transform(brighter), transform(stains), atol=1e-4, rtol=0)
+    stains[0, ..., 1] = 9  # a blank green stain: about zeros, not NaN
+    x = transform(stains)
+    assert torch.isfinite(x).all()
+    torch.testing.assert_close(x[0, 1], torch.zeros(12, 12), atol=1e-2, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "at, rows", [((0.0, 0.0), [[0, 1], [5, 6]]), ((1.0, 1.0), [[18, 19], [23, 24]]), ((0.5, 0.5), [[6, 7], [11, 12]])]
+)
+def test_fixed_crop_takes_its_window_by_hand(at, rows):
+    assert fixed_crop(torch.arange(25).view(1, 5, 5), 2, at).tolist() == [rows]  # centre: offset 3 // 2 = 1
+
+
+def positions(n: int, size: int) -> torch.Tensor:
+    """``n`` images (size, size, 4) whose every stain holds its pixel's number, row * size + column."""
+    return torch.arange(size * size, dtype=torch.uint8).view(1, size, size, 1).expand(n, -1, -1, 4).contiguous()
+
+
+def test_random_crops_give_each_image_its_own_window_from_the_seeded_generator():
+    stains = positions(64, 6)
+    torch.manual_seed(0)
+    out = random_crops(stains, 4)
+    offsets = [divmod(int(window[0, 0, 0]), 6) for window in out]
+    assert out.shape == (64, 4, 4, 4) and set(offsets) == {(top, left) for top in range(3) for left in range(3)}
+    assert all(torch.equal(w, stains[0, top : top + 4, left : left + 4]) for w, (top, left) in zip(out, offsets))
+    torch.manual_seed(0)
+    assert torch.equal(random_crops(stains, 4), out)  # a resumed run's generator state draws the same windows
+
+
+@pytest.mark.parametrize("normalize", ["dataset", "image"])
+def test_batch_transform_crops_at_random_in_training_and_at_the_centre_otherwise(normalize):
+    """A window of the whole image's model input (an image's statistics are its whole image's)."""
+    stains = torch.from_numpy(images_of_their_own_brightness())
+    stats = StainStats(mean=np.full(4, 60.0), cov=np.eye(4) * 30.0**2)
+    whole = BatchTransform(channel_matrix("rgby"), stats, normalize=normalize)(stains)
+    cropped = BatchTransform(channel_matrix("rgby"), stats, normalize=normalize, crop=8)
+    torch.testing.assert_close(cropped(stains), whole[..., 2:10, 2:10])
+    trained = cropped(stains, random_crop=True)
+    assert trained.shape == (8, 4, 8, 8)
+    windows = [[whole[i, :, top : top + 8, left : left + 8] for top in range(5) for left in range(5)] for i in range(8)]
+    assert all(any(torch.allclose(x, w) for w in windows[i]) for i, x in enumerate(trained))
+    assert not torch.allclose(trained, cropped(stains))  # not all at the centre

@@ -70,7 +70,7 @@ FULL = Size(demo_images=640, loader_images=128, pixels=512, gpu_batch=32, gpu_st
 QUICK = Size(demo_images=64, loader_images=16, pixels=64, gpu_batch=8, gpu_steps=2)
 
 
-def _identity(x: torch.Tensor, dihedral: bool = False) -> torch.Tensor:
+def _identity(x: torch.Tensor, dihedral: bool = False, random_crop: bool = False) -> torch.Tensor:
     return x
 
 

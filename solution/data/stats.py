@@ -14,6 +14,8 @@ import numpy as np
 
 from solution.data.layout import STAINS
 
+MIN_VARIANCE = 1e-6  # of a channel, on the 0..255 scale: a blank one's std counts as 1e-3, never 0
+
 
 @dataclass(frozen=True)
 class StainStats:
@@ -39,4 +41,4 @@ class StainStats:
         """Mean and std of each channel of a (C, 4) channel setup."""
         mean = matrix @ self.mean
         var = np.einsum("cs,st,ct->c", matrix, self.cov, matrix)
-        return mean, np.sqrt(np.maximum(var, 1e-6))
+        return mean, np.sqrt(np.maximum(var, MIN_VARIANCE))

@@ -26,14 +26,16 @@ from solution.core.errors import ConfigError, clip, quote
 from solution.core.fileio import atomic_write_text
 from solution.core.registry import NON_NEGATIVE, POSITIVE, SEED, Interval, Registry
 from solution.core.workspace import STACK_NAME
+from solution.data.batch import NORMALIZATIONS
 from solution.data.channels import CHANNEL_SETUPS
 from solution.data.transforms import AUGMENTATIONS
 from solution.training.distributed import DEVICES
+from solution.training.heads import HEADS
 from solution.training.losses import LOSSES, build_loss
 from solution.training.numerics import PRECISIONS
 from solution.training.optim import OPTIMIZERS
 from solution.training.selection import SELECTIONS
-from solution.training.tta import TTA_MODES
+from solution.training.tta import CROP_SETS, TTA_MERGES, TTA_MODES
 
 # The config keys whose values name an entry of a registry: validation and the CLI's choices read them.
 REGISTRIES: dict[str, Registry[Any]] = {
@@ -45,6 +47,10 @@ REGISTRIES: dict[str, Registry[Any]] = {
     "device": DEVICES,
     "precision": PRECISIONS,
     "select": SELECTIONS,
+    "head": HEADS,
+    "normalize": NORMALIZATIONS,
+    "tta_crops": CROP_SETS,  # a number: its text is the name
+    "tta_merge": TTA_MERGES,
 }
 
 
@@ -58,6 +64,7 @@ class ExperimentConfig:
     pretrained_file: str = ""  # local weights (offline machines, Kaggle kernels); implies pretrained
     channels: str = "rgby"
     image_size: int = 512
+    crop: int = 0  # train on random crop x crop windows of the image_size images, validate on the centre; 0: off
     batch_size: int = 32
     accumulate: int = 1  # optimizer step every N batches (effective batch: batch_size x N x GPUs)
     epochs: int = 10
@@ -70,12 +77,16 @@ class ExperimentConfig:
     focal_gamma: float = 2.0
     oversample: float = 0.0  # 0: off; see solution.data.sampler
     augment: str = "light"
+    normalize: str = "dataset"  # each input channel by the training pixels' statistics, or each image by its own
     ema: float = 0.0  # decay of the exponential moving average of the weights; 0: off
     select: str = "macro_f1"  # what picks the kept epoch: val_loss | macro_f1 (solution.training.selection)
     swa: int = 0  # keep the average of the last N epochs' weights instead of the selected epoch's; 0: off
     patience: int = 0  # stop after N epochs without a better `select` figure; 0: off
     tta: str = "d4"
+    tta_crops: int = 1  # windows predicted at test time (with crop): 1 the centre, 4 the corners, 5 both
+    tta_merge: str = "mean"  # over every view of every window: mean or max
     drop_rate: float = 0.0
+    head: str = "avg"  # the classifier head on the backbone's feature map (solution.training.heads)
     num_workers: int = 2
     device: str = "auto"
     precision: str = "auto"  # auto: bf16, fp16 or fp32 as the device allows (solution.training.numerics)
@@ -92,12 +103,13 @@ class ExperimentConfig:
         return {"config": training, "folds_hash": folds_hash}
 
 
-INFERENCE_KEYS = ("tta", "num_workers", "device")
+INFERENCE_KEYS = ("tta", "tta_crops", "tta_merge", "num_workers", "device")
 
 
 # The range of each numeric key.
 RANGES: dict[str, Interval] = {
     "image_size": Interval(1),
+    "crop": NON_NEGATIVE,
     "batch_size": Interval(1),
     "accumulate": Interval(1),
     "epochs": Interval(1),
@@ -160,12 +172,13 @@ def _validate(cfg: ExperimentConfig, where: str) -> None:
     try:
         for key, registry in REGISTRIES.items():
             value = getattr(cfg, key)
-            if isinstance(value, str):
-                registry.check(value)
+            if not isinstance(value, dict):  # a loss mix is checked by build_loss
+                registry.check(str(value))
         build_loss(cfg.loss, cfg.focal_gamma)  # a mix: its names, weights and gamma
         for key, interval in RANGES.items():
             interval.check(key, getattr(cfg, key))
         _check_averaging(cfg)
+        _check_crops(cfg)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
@@ -177,6 +190,14 @@ def _check_averaging(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"'swa' averages the last N epochs: N must be at most epochs ({cfg.epochs}), got {cfg.swa}")
     if cfg.swa and cfg.patience:
         raise ConfigError("'swa' and 'patience' cannot be combined: early stopping would cut the averaged epochs")
+
+
+def _check_crops(cfg: ExperimentConfig) -> None:
+    """A crop lies within the cached image; test-time windows need a crop size to take."""
+    if cfg.crop > cfg.image_size:
+        raise ConfigError(f"'crop' must be at most image_size ({cfg.image_size}), got {cfg.crop}")
+    if cfg.tta_crops != 1 and not cfg.crop:
+        raise ConfigError(f"'tta_crops' {cfg.tta_crops} needs a 'crop' size (crop 0 predicts on the whole image)")
 
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")

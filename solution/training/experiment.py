@@ -25,11 +25,13 @@ from solution.training.distributed import resolve_device
 from solution.training.inference import predict_fold
 from solution.training.models import build_model, check_backbone
 from solution.training.numerics import autotune_convolutions, resolve_numerics
+from solution.training.tta import tta_label
 
 
 def fold_run(runs_dir: Path, cfg: ExperimentConfig, folds: Folds, fold: int) -> FoldRun:
     """The run folder of fold ``fold`` of ``cfg`` trained on ``folds``."""
-    return FoldRun(runs_dir, cfg.name, fold, cfg.run_identity(folds.hash), cfg.tta)
+    tta = tta_label(cfg.tta, cfg.tta_crops, cfg.tta_merge)
+    return FoldRun(runs_dir, cfg.name, fold, cfg.run_identity(folds.hash), tta)
 
 
 def load_checkpoint(cfg: ExperimentConfig, run: FoldRun, device: torch.device) -> tuple[nn.Module, StainStats]:
@@ -44,7 +46,7 @@ def load_checkpoint(cfg: ExperimentConfig, run: FoldRun, device: torch.device) -
 def predict_experiment(
     cfg: ExperimentConfig, folds: Folds, dataset: Dataset, runs_dir: Path, oof_dir: Path, redo: bool = False
 ) -> Path:
-    """Predict (with ``cfg.tta``) every fold whose predictions are not current, or all with ``redo``, and
+    """Predict (with ``cfg``'s TTA) every fold whose predictions are not current, or all with ``redo``, and
     assemble ``oof_dir/<experiment>/``; returns that folder."""
     runs = [fold_run(runs_dir, cfg, folds, k) for k in range(folds.n_folds)]
     todo = [run for run in runs if redo or not run.predictions_current()]

@@ -17,30 +17,44 @@ from solution.data.loader import make_loader
 from solution.data.stats import StainStats
 from solution.training.config import ExperimentConfig
 from solution.training.numerics import Numerics
-from solution.training.tta import tta_views
+from solution.training.tta import TTA_MERGES, crop_windows, tta_views
 
 
 @torch.no_grad()
 def predict_probs(
-    model: nn.Module, loader: DataLoader, tta: str, numerics: Numerics, transform: BatchTransform | None = None
+    model: nn.Module,
+    loader: DataLoader,
+    tta: str,
+    numerics: Numerics,
+    transform: BatchTransform | None = None,
+    crop: int = 0,
+    crops: int = 1,
+    merge: str = "mean",
 ) -> np.ndarray:
-    """(N, 28) sigmoid probabilities, averaged over the TTA views, all views of a batch in one forward, on
-    ``numerics``' device in its precision and layout (the model is expected in that layout too).
+    """(N, 28) sigmoid probabilities, merged by ``merge`` over the TTA views of each of the ``crops`` windows
+    of size ``crop`` (0: the whole image; ``solution.training.tta``), all views of a window in one forward,
+    on ``numerics``' device in its precision and layout (the model is expected in that layout too).
 
     ``transform`` turns the loader's uint8 stains into model input on the device (None: batches already are).
     """
     model.eval()
+    merge_views = TTA_MERGES[merge]
     out = []
     for x, _ in loader:
         x = x.to(numerics.device, non_blocking=True)
         if transform is not None:
             x = transform(x)
-        views = tta_views(x, tta, numerics.memory_format)
-        with numerics.autocast():
-            logits = model(views)
-        probs = torch.sigmoid(logits.float()).view(len(views) // len(x), len(x), -1).mean(0)
-        out.append(probs.cpu().numpy())
+        windows = crop_windows(x, crop, crops)
+        probs = [_view_probs(model, tta_views(w, tta, numerics.memory_format), len(x), numerics) for w in windows]
+        out.append(merge_views(torch.cat(probs)).cpu().numpy())
     return np.concatenate(out).astype(np.float32)
+
+
+def _view_probs(model: nn.Module, views: torch.Tensor, batch: int, numerics: Numerics) -> torch.Tensor:
+    """(V, B, K) probabilities of the (V * B, ...) views of a batch of ``batch`` images."""
+    with numerics.autocast():
+        logits = model(views)
+    return torch.sigmoid(logits.float()).view(len(views) // batch, batch, -1)
 
 
 def predict_fold(
@@ -60,11 +74,12 @@ def predict_fold(
     ``images`` and ``test_images`` are the dataset's cached splits at ``cfg.image_size`` (opened once by
     the caller: naming a cache means a look at every source file). The model is put in ``numerics``' layout."""
     model = model.to(memory_format=numerics.memory_format)
-    transform = BatchTransform(channel_matrix(cfg.channels), stats, channels_last=numerics.channels_last)
+    # the whole image, normalised (as in training, before any crop), then the TTA's windows of it
+    transform = BatchTransform(channel_matrix(cfg.channels), stats, numerics.channels_last, cfg.normalize)
 
     def predict(images: np.ndarray, positions: np.ndarray) -> np.ndarray:
         loader = make_loader(images, positions, cfg.batch_size, cfg.num_workers)
-        return predict_probs(model, loader, cfg.tta, numerics, transform)
+        return predict_probs(model, loader, cfg.tta, numerics, transform, cfg.crop, cfg.tta_crops, cfg.tta_merge)
 
     _, val_pos = folds.split(dataset.train_ids, run.fold)
     oof = predict(images, val_pos)

@@ -169,7 +169,7 @@ def train_one_epoch(
     bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None if ctx.is_main else True)
     engine.optimizer.zero_grad(set_to_none=True)
     for i, (stains, y) in enumerate(bar):
-        x = engine.transform(stains.to(device, non_blocking=True), dihedral=dihedral)
+        x = engine.transform(stains.to(device, non_blocking=True), dihedral=dihedral, random_crop=True)
         y = y.to(device, non_blocking=True)
         final = (i + 1) % cfg.accumulate == 0  # the last micro-batch of an update
         with _gradient_sync(engine.step_model, final):
@@ -303,7 +303,7 @@ def build_engine(
     step_model = cast(nn.Module, torch.compile(model)) if cfg.compile else model
     if ctx.distributed:
         step_model = DistributedDataParallel(step_model, device_ids=[ctx.device.index] if cuda else None)
-    transform = BatchTransform(channel_matrix(cfg.channels), stats, channels_last=numerics.channels_last)
+    transform = BatchTransform(channel_matrix(cfg.channels), stats, numerics.channels_last, cfg.normalize, cfg.crop)
     loss_fn = build_loss(cfg.loss, cfg.focal_gamma)
     scaler = numerics.scaler()
     return Engine(model, step_model, optimizer, scheduler, ema, swa, stats, transform, loss_fn, numerics, scaler)

@@ -1,15 +1,17 @@
-"""Classifier construction: a timm model, or a segmentation-models-pytorch encoder with a pooled head.
+"""Classifier construction: a timm model, or a segmentation-models-pytorch encoder, with the config's head.
 
 ``backbone`` names a timm model (``resnet34``) or, with the ``smp:`` prefix, an
 smp encoder (``smp:resnet34``). A name that neither library registers fails
 loudly with the close matches, as timm's own registry does. The input channel
-count follows from the channel setup.
+count follows from the channel setup; ``head`` names one of ``solution.training.heads``, on the backbone's
+last feature map (a convolutional backbone's).
 """
 
 from __future__ import annotations
 
 import difflib
 from pathlib import Path
+from typing import Any, cast
 
 import segmentation_models_pytorch as smp
 import timm
@@ -20,25 +22,26 @@ from solution.core.classes import NUM_CLASSES
 from solution.core.errors import ConfigError
 from solution.data.channels import in_channels
 from solution.training.config import ExperimentConfig
+from solution.training.heads import build_head
 
 SMP_PREFIX = "smp:"
 
 
-class SmpClassifier(nn.Module):
-    """An smp encoder's deepest feature map, average-pooled, into a linear multi-label head."""
+class FeatureClassifier(nn.Module):
+    """A feature extractor's last feature map into a multi-label head: an smp encoder (it returns every stage's
+    map; the deepest is taken) or a timm model built without its pooling and classifier.
 
-    def __init__(self, encoder: nn.Module, num_classes: int, drop_rate: float):
+    The attribute names make the state-dict keys (``encoder.*``, ``head.*``): smp checkpoints of the kit's
+    first layout load."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Module):
         super().__init__()
         self.encoder = encoder
-        self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            nn.Dropout(drop_rate),
-            nn.Linear(int(encoder.out_channels[-1]), num_classes),  # type: ignore[index]
-        )
+        self.head = head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(x)[-1])
+        features = self.encoder(x)
+        return self.head(features[-1] if isinstance(features, list) else features)
 
 
 def _smp_encoder(name: str, in_chans: int, pretrained: bool, weights_file: str) -> nn.Module:
@@ -52,17 +55,22 @@ def _smp_encoder(name: str, in_chans: int, pretrained: bool, weights_file: str) 
     return encoder
 
 
-def _timm_model(backbone: str, in_chans: int, drop_rate: float, pretrained: bool, weights_file: str) -> nn.Module:
+def _timm_model(cfg: ExperimentConfig, in_chans: int, pretrained: bool, weights_file: str) -> nn.Module:
     """A timm model; pretrained weights (downloaded, or ``weights_file``) get a first convolution adapted
-    to ``in_chans`` by timm's own ``adapt_input_conv`` (in ``load_pretrained``), never a random stem."""
-    return timm.create_model(
-        backbone,
-        pretrained=pretrained,
-        pretrained_cfg_overlay={"file": weights_file} if weights_file else None,
-        in_chans=in_chans,
-        num_classes=NUM_CLASSES,
-        drop_rate=drop_rate,
-    )
+    to ``in_chans`` by timm's own ``adapt_input_conv`` (in ``load_pretrained``), never a random stem.
+
+    ``head: avg`` keeps timm's own pooling and classifier (the state-dict layout of the kit's checkpoints);
+    another head takes the feature map of the model built without them (``num_classes=0, global_pool=''``)."""
+    common: dict[str, Any] = {
+        "pretrained": pretrained,
+        "pretrained_cfg_overlay": {"file": weights_file} if weights_file else None,
+        "in_chans": in_chans,
+    }
+    if cfg.head == "avg":
+        return timm.create_model(cfg.backbone, num_classes=NUM_CLASSES, drop_rate=cfg.drop_rate, **common)
+    features = timm.create_model(cfg.backbone, num_classes=0, global_pool="", **common)
+    width = cast(int, features.num_features)  # the feature map's channels: every timm model sets it
+    return FeatureClassifier(features, build_head(cfg.head, width, NUM_CLASSES, cfg.drop_rate))
 
 
 def check_backbone(backbone: str) -> None:
@@ -96,8 +104,9 @@ def build_model(cfg: ExperimentConfig, weights: bool = True) -> nn.Module:
         if cfg.backbone.startswith(SMP_PREFIX):
             name = cfg.backbone[len(SMP_PREFIX) :]
             encoder = _smp_encoder(name, in_chans, pretrained, weights_file)
-            return SmpClassifier(encoder, NUM_CLASSES, cfg.drop_rate)
-        return _timm_model(cfg.backbone, in_chans, cfg.drop_rate, pretrained, weights_file)
+            features = int(encoder.out_channels[-1])  # type: ignore[index]
+            return FeatureClassifier(encoder, build_head(cfg.head, features, NUM_CLASSES, cfg.drop_rate))
+        return _timm_model(cfg, in_chans, pretrained, weights_file)
     except Exception as exc:  # network, hub and state-dict errors come in many types
         if not pretrained:
             raise

@@ -33,7 +33,8 @@ def recompute_batchnorm(
     device: torch.device,
 ) -> None:
     """Reset and recompute the BatchNorm running statistics of ``average`` over one pass of ``batches`` (the
-    loader's uint8 stains, turned into model input by ``transform``): averaged weights need their own."""
+    loader's uint8 stains, turned into model input by ``transform``, with ``crop`` their centre windows, as the
+    model predicts them): averaged weights need their own."""
 
     def inputs() -> Iterator[torch.Tensor]:
         for stains, _ in batches:

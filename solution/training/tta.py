@@ -1,8 +1,12 @@
-"""Test-time augmentation modes: each a named set of views of a batch, as ttach's ``aliases.py``.
+"""Test-time augmentation: named sets of views of a batch, as ttach's ``aliases.py``, and how to merge them.
 
-All views of a batch are written into one (V * B, C, H, W) tensor, in the layout
-the model predicts in, so that one forward pass predicts them all; the
-probabilities are then averaged over views.
+``tta`` names the flips/rotations (``TTA_MODES``). A model trained on ``crop`` windows predicts on windows
+of the whole image: ``tta_crops`` names their places (``CROP_SETS``: 1 the centre, 4 the corners, 5 the
+corners and the centre, as bestfitting's 4 crops), each under every view of ``tta``. All views of one
+window are written into one (V * B, C, h, w) tensor, in the layout the model predicts in, so that one forward
+pass predicts them (one window at a time: the memory of one window's views, whatever ``tta_crops``); the
+probabilities of every view of every window are then merged by ``tta_merge`` (``TTA_MERGES``: their mean,
+or their max as bestfitting took over 8 views x 4 crops).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections.abc import Callable
 import torch
 
 from solution.core.registry import Registry
+from solution.data.batch import CENTRE, fixed_crop
 
 
 def _identity(x: torch.Tensor) -> list[torch.Tensor]:
@@ -47,3 +52,29 @@ def tta_views(x: torch.Tensor, mode: str, memory_format: torch.memory_format = t
     for i, view in enumerate(views):
         out[i * len(x) : (i + 1) * len(x)] = view
     return out
+
+
+CORNERS = ((0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0))  # places as ``fixed_crop`` takes them
+# tta_crops -> the windows' places (the config's value is a number; the registry's names are its text)
+CROP_SETS: Registry[tuple[tuple[float, float], ...]] = Registry(
+    "tta_crops", {"1": (CENTRE,), "4": CORNERS, "5": (*CORNERS, CENTRE)}
+)
+
+# tta_merge -> (views, B, K) probabilities -> (B, K)
+TTA_MERGES: Registry[Callable[[torch.Tensor], torch.Tensor]] = Registry(
+    "tta_merge", {"mean": lambda probs: probs.mean(0), "max": lambda probs: probs.amax(0)}
+)
+
+
+def crop_windows(x: torch.Tensor, crop: int, crops: int) -> list[torch.Tensor]:
+    """The ``crop`` x ``crop`` windows of a (B, C, H, W) batch at the places of ``CROP_SETS[crops]``; crop 0:
+    the whole batch, once."""
+    if not crop:
+        return [x]
+    return [fixed_crop(x, crop, at) for at in CROP_SETS[str(crops)]]
+
+
+def tta_label(mode: str, crops: int, merge: str) -> str:
+    """What a fold's predictions were made with, as its record and manifest name it: the mode alone for one
+    window averaged (the kit's records before crops), else e.g. ``d4, 5 crops, max``."""
+    return ", ".join([mode, *([f"{crops} crops"] if crops != 1 else []), *([merge] if merge != "mean" else [])])
