@@ -58,16 +58,27 @@ def predict_fold(
     runs on ``numerics``' device, in its precision.
 
     ``images`` and ``test_images`` are the dataset's cached splits at ``cfg.image_size`` (opened once by
-    the caller: naming a cache means a look at every source file). The model is put in ``numerics``' layout."""
-    model = model.to(memory_format=numerics.memory_format)
-    transform = BatchTransform(channel_matrix(cfg.channels), stats, channels_last=numerics.channels_last)
-
-    def predict(images: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        loader = make_loader(images, positions, cfg.batch_size, cfg.num_workers)
-        return predict_probs(model, loader, cfg.tta, numerics, transform)
-
+    the caller: naming a cache means a look at every source file)."""
     _, val_pos = folds.split(dataset.train_ids, run.fold)
-    oof = predict(images, val_pos)
-    test = predict(test_images, np.arange(len(test_images)))
+    oof = predict_images(cfg, model, stats, images, val_pos, numerics)
+    test = predict_images(cfg, model, stats, test_images, np.arange(len(test_images)), numerics)
     val_ids = [dataset.train_ids[i] for i in val_pos]
     run.write_predictions(probs_frame(val_ids, oof), probs_frame(dataset.test_ids, test))
+
+
+def predict_images(
+    cfg: ExperimentConfig,
+    model: nn.Module,
+    stats: StainStats,
+    images: np.ndarray,
+    positions: np.ndarray,
+    numerics: Numerics,
+) -> np.ndarray:
+    """(len(positions), 28) float32 TTA probabilities of the cached ``images`` at ``positions``, in
+    ``cfg.batch_size`` batches: the same batches, hence the same bits, wherever a fold model predicts the test
+    set (at the end of training, ``python -m solution.predict``, a bundle). The model is put in ``numerics``'
+    layout."""
+    model = model.to(memory_format=numerics.memory_format)
+    transform = BatchTransform(channel_matrix(cfg.channels), stats, channels_last=numerics.channels_last)
+    loader = make_loader(images, positions, cfg.batch_size, cfg.num_workers)
+    return predict_probs(model, loader, cfg.tta, numerics, transform)
