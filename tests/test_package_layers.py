@@ -24,6 +24,7 @@ ALLOWED: dict[str, set[str]] = {
     "ensemble": {"core", "scoring", "artifacts", "ensemble"},
     "reporting": {"core", "scoring", "artifacts", "ensemble", "reporting"},
     "benchmarks": {"core", "data", "scoring", "artifacts", "training", "ensemble", "benchmarks"},
+    "offline": {"core", "data", "scoring", "artifacts", "training", "ensemble", "offline"},
 }
 # Third-party packages a layer never imports: the pixel and deep-learning stacks stay out of the layers
 # that ``stack``, ``make_submission`` and ``report`` load.

@@ -159,6 +159,12 @@ def experiment_folds(runs_dir: Path, experiment: str) -> dict[int, Path]:
     return dict(sorted(found))
 
 
+def fold_mean(parts: list[np.ndarray]) -> np.ndarray:
+    """(M, 28) float32: an experiment's test probabilities, the mean of its folds' (M, 28) float32 ones in fold
+    order; ``assemble`` writes it and a bundle (``solution.offline``) computes it again, to the bit."""
+    return np.mean(parts, axis=0).astype(np.float32)
+
+
 def assemble(runs: list[FoldRun], config: dict[str, Any], dataset: Dataset, folds: Folds, oof_dir: Path) -> Path:
     """Join every fold's predictions into ``oof_dir/<experiment>/`` and write its manifest; returns that folder."""
     oof_parts, test_parts, fold_metrics = [], [], []
@@ -170,7 +176,7 @@ def assemble(runs: list[FoldRun], config: dict[str, Any], dataset: Dataset, fold
         fold_metrics.append({"fold": run.fold, **{key: metrics[key] for key in METRIC_KEYS if key in metrics}})
     name = runs[0].experiment
     oof_all = align(pd.concat(oof_parts), folds.ids, f"{runs[0].runs_dir / name}/fold*/oof.parquet")
-    test_all = probs_frame(dataset.test_ids, np.mean(test_parts, axis=0))
+    test_all = probs_frame(dataset.test_ids, fold_mean(test_parts))
     manifest = Manifest(
         name=name,
         kind="experiment",

@@ -85,6 +85,14 @@ def format_labels(pred: np.ndarray) -> list[str]:
     return [" ".join(map(str, np.flatnonzero(row))) for row in pred]
 
 
+def write_csv(path: Path, ids: list[str], pred: np.ndarray, scores: pd.DataFrame | None = None) -> None:
+    """``Id,Predicted`` (``format_labels``) to ``path`` as is (the caller makes it atomic), then the columns of
+    ``scores`` where given (a bundle's table of probabilities): the one writer of a submission's bytes."""
+    frame = pd.DataFrame({"Id": ids, "Predicted": format_labels(pred)})
+    frame = frame if scores is None else pd.concat([frame, scores.reset_index(drop=True)], axis=1)
+    frame.to_csv(path, index=False)
+
+
 def read_labels(path: Path) -> tuple[list[str], np.ndarray]:
     """The Ids and (N, 28) 0/1 rows of a submission CSV (``Id,Predicted``; an empty cell is no label)."""
     rows = read_rows(path, ("Id", "Predicted"))
@@ -106,7 +114,7 @@ def write_pair(out: Path, ids: list[str], pred: np.ndarray, sidecar: Sidecar, sa
     """The CSV (re-read and checked against ``sample_path`` first) and its sidecar with the CSV's hash, renamed
     into place together; returns the sidecar written."""
     with atomic_path(out) as csv_tmp, atomic_path(sidecar_path(out)) as json_tmp:
-        pd.DataFrame({"Id": ids, "Predicted": format_labels(pred)}).to_csv(csv_tmp, index=False)
+        write_csv(csv_tmp, ids, pred)
         validate_submission(csv_tmp, sample_path)
         sidecar = replace(sidecar, csv_sha256=file_hash(csv_tmp))
         json_tmp.write_text(json.dumps(sidecar.to_json(), indent=2) + "\n")

@@ -11,6 +11,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -60,6 +61,35 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextmanager
+def atomic_dir(path: Path | str, mark: str) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``path``; if the block succeeds, it replaces ``path`` whole.
+
+    An existing ``path`` is replaced only when it holds the file ``mark`` (the writer's own folder, such as a
+    bundle's manifest), else refused before anything is written. The old folder is moved aside, the new one
+    renamed in, then the old removed: a kill leaves the old or the new folder at ``path`` (or, between the
+    two renames, the old one beside it as ``.<name>.*.old``), never a mix; a failed block leaves ``path`` as
+    it was.
+    """
+    path = Path(path)
+    if (path.exists() or path.is_symlink()) and not (path.is_dir() and (path / mark).is_file()):
+        raise ArtifactError(f"{path} exists and holds no {mark}: not the kit's to replace; remove it or name another")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
+    try:
+        yield tmp
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _naming(exc: OSError, path: Path) -> OSError:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from solution.core.classes import NUM_CLASSES
 from solution.core.errors import DatasetError
 from solution.core.ids import positions
 from solution.core.tables import read_labels_csv, read_sample_submission
@@ -113,3 +114,24 @@ def open_dataset(root: Path | str) -> Dataset:
         "test": _stain_paths(root / "test", test_ids, exact=True),
     }
     return Dataset(root=root, train_ids=train_ids, train_labels=train_labels, test_ids=test_ids, paths=paths)
+
+
+def open_test_images(root: Path | str) -> Dataset:
+    """The images of ``root/test/`` alone (no ``train.csv`` needed): the Ids of ``sample_submission.csv`` in its
+    order where the folder has one (the competition's layout; images of other Ids are an error), else every Id
+    whose four stains are in ``test/``, sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset directory not found: {root}")
+    sample = root / "sample_submission.csv"
+    if sample.is_file():
+        ids = read_sample_submission(sample)
+    else:
+        stems = [stem.rsplit("_", 1) for stem in _index_images(root / "test") if "_" in stem]
+        ids = sorted({image_id for image_id, stain in stems if stain in STAINS})
+        if not ids:
+            raise DatasetError(f"{root / 'test'}: no images named {{Id}}_{{stain}}.png (stains {', '.join(STAINS)})")
+    paths = {"train": {}, "test": _stain_paths(root / "test", ids, exact=sample.is_file())}
+    return Dataset(
+        root=root, train_ids=[], train_labels=np.zeros((0, NUM_CLASSES), np.uint8), test_ids=ids, paths=paths
+    )

@@ -83,6 +83,7 @@ class Stacked:
     oof: np.ndarray  # (N, C) float32
     test: np.ndarray  # (T, C) float32
     fallback: list[int]  # classes predicted by the plain mean: too few positives to fit
+    boosters: dict[int, list[lgb.Booster]]  # per fitted class, its booster of each fold, in fold order
 
 
 def _early_stop_rows(train_rows: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -94,19 +95,43 @@ def _early_stop_rows(train_rows: np.ndarray, seed: int) -> tuple[np.ndarray, np.
     return train_rows[~held], train_rows[held]
 
 
-def _fit_fold(
-    data: lgb.Dataset, x_eval: list[np.ndarray], fit_rows: np.ndarray, stop_rows: np.ndarray, params: dict
-) -> list[np.ndarray]:
+def _fit_fold(data: lgb.Dataset, fit_rows: np.ndarray, stop_rows: np.ndarray, params: dict) -> lgb.Booster:
     train = data.subset(fit_rows.tolist())
     valid = data.subset(stop_rows.tolist())
-    booster = lgb.train(
+    return lgb.train(
         params,
         train,
         num_boost_round=MAX_ROUNDS,
         valid_sets=[valid],
         callbacks=[lgb.early_stopping(EARLY_STOP_ROUNDS, verbose=False)],
     )
-    return [np.asarray(booster.predict(x, num_iteration=booster.best_iteration)) for x in x_eval]
+
+
+def _predict(booster: lgb.Booster, x: np.ndarray) -> np.ndarray:
+    """The booster's probabilities at its best iteration (a booster read back from its text holds only those
+    trees, and predicts with all of them)."""
+    return np.asarray(booster.predict(x, num_iteration=booster.best_iteration))
+
+
+def predict_stacked(boosters: dict[int, list[lgb.Booster]], test_probs: np.ndarray, features: str) -> np.ndarray:
+    """(T, C) float32 stacked probabilities of (E, T, C) experiments' probabilities: per fitted class the mean
+    over its fold boosters, every other class the plain mean. ``stack`` predicts its test rows with it, and so
+    does a bundle (``solution.ensemble.offline``) from the boosters saved in it, so the two agree to the bit."""
+    make = FEATURE_SETS[features]
+    test = test_probs.mean(axis=0).astype(np.float32)
+    shared = make(test_probs, 0) if features in SHARED_ACROSS_CLASSES else None
+    for c, fold_boosters in boosters.items():
+        x_test = make(test_probs, c) if shared is None else shared
+        test[:, c] = 0
+        for booster in fold_boosters:
+            test[:, c] += _predict(booster, x_test) / len(fold_boosters)
+    return test
+
+
+def with_mean(blend: float, stacked: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """What the stack writes: ``blend`` x its LightGBM probabilities + (1 - ``blend``) x the mean of the (E, N, C)
+    experiments' ``probs``."""
+    return blend * stacked + (1 - blend) * probs.mean(axis=0)
 
 
 def stack(
@@ -123,25 +148,25 @@ def stack(
     make = FEATURE_SETS[features]
     n_classes, n_folds = labels.shape[1], int(fold.max()) + 1
     oof = oof_probs.mean(axis=0).astype(np.float32)
-    test = test_probs.mean(axis=0).astype(np.float32)
     fallback = [c for c in range(n_classes) if labels[:, c].sum() < mean_below]
     params = {**LGB_PARAMS, "seed": seed, "num_threads": n_jobs}
-    shared = features in SHARED_ACROSS_CLASSES  # one matrix, binned once, for every class
-    shared_oof, shared_test = (make(oof_probs, 0), make(test_probs, 0)) if shared else (None, None)
-    shared_data = lgb.Dataset(shared_oof, params=params, free_raw_data=False).construct() if shared else None
+    shared_oof = make(oof_probs, 0) if features in SHARED_ACROSS_CLASSES else None  # one matrix for every class
+    shared_data = (
+        None if shared_oof is None else lgb.Dataset(shared_oof, params=params, free_raw_data=False).construct()
+    )
+    boosters: dict[int, list[lgb.Booster]] = {}
     for c in (c for c in range(n_classes) if c not in fallback):
         x_all = make(oof_probs, c) if shared_oof is None else shared_oof
-        x_test = make(test_probs, c) if shared_test is None else shared_test
         data = shared_data or lgb.Dataset(x_all, params=params, free_raw_data=False).construct()
         data.set_label(labels[:, c])
-        test[:, c] = 0
+        boosters[c] = []
         for k in range(n_folds):
             fit_rows, stop_rows = _early_stop_rows(np.flatnonzero(fold != k), seed + k)
             val = np.flatnonzero(fold == k)
-            p_val, p_test = _fit_fold(data, [x_all[val], x_test], fit_rows, stop_rows, params)
-            oof[val, c] = p_val
-            test[:, c] += p_test / n_folds
-    return Stacked(oof=oof, test=test, fallback=fallback)
+            boosters[c].append(_fit_fold(data, fit_rows, stop_rows, params))
+            oof[val, c] = _predict(boosters[c][-1], x_all[val])
+    test = predict_stacked(boosters, test_probs, features)
+    return Stacked(oof=oof, test=test, fallback=fallback, boosters=boosters)
 
 
 @dataclass(frozen=True)
@@ -179,9 +204,8 @@ def stack_experiments(
     stacked = stack(
         oof_probs, labels, folds.fold, test_probs, options.features, options.seed, options.n_jobs, options.mean_below
     )
-    mean_oof, mean_test = oof_probs.mean(axis=0), test_probs.mean(axis=0)
-    oof = options.blend * stacked.oof + (1 - options.blend) * mean_oof
-    test = options.blend * stacked.test + (1 - options.blend) * mean_test
+    oof = with_mean(options.blend, stacked.oof, oof_probs)
+    test = with_mean(options.blend, stacked.test, test_probs)
     settings = {
         "inputs": names,
         "options": asdict(options),
@@ -201,7 +225,7 @@ def stack_experiments(
     write_predictions(out, probs_frame(folds.ids, oof), probs_frame(loaded.dataset.test_ids, test), manifest)
     rows = [_score_row(p.name, p.oof_probs, labels) for p in loaded.preds]
     if len(loaded.preds) > 1:
-        rows.append(_score_row("mean of experiments", mean_oof, labels))
+        rows.append(_score_row("mean of experiments", oof_probs.mean(axis=0), labels))
     rows += [
         _score_row("LightGBM stack", stacked.oof, labels),
         _score_row(f"stack written ({options.blend:g} LightGBM)", oof, labels),

@@ -83,12 +83,18 @@ def transferred_test(
 ) -> tuple[np.ndarray, int]:
     """The test predictions after ``rule`` (of ``TWIN_RULES``) gave each test image that has a labelled twin its
     nearest twin's labels, and how many test images have one."""
+    labels = test_twin_labels(twins, labelled, test_ids, where)
+    return TWIN_RULES[rule](pred, test_ids, labels), len(labels)
+
+
+def test_twin_labels(twins: Twins, labelled: Labelled, test_ids: Sequence[str], where: Path) -> dict[str, np.ndarray]:
+    """Per test image with a labelled twin, the labels of its nearest one (``nearest_twin_labels``): what a twin
+    rule gives it, and what a bundle (``solution.ensemble.offline``) carries of the twins."""
     pairs = twins.between("test", list(labelled.rows))
     unknown = sorted(set(pairs["Id"]) - set(test_ids))
     if unknown:
         raise ArtifactError(f"{where} names test image {unknown[0]!r}, which sample_submission.csv lacks: rerun it")
-    labels = nearest_twin_labels(pairs, labelled.of_twins(pairs, where))
-    return TWIN_RULES[rule](pred, test_ids, labels), len(labels)
+    return nearest_twin_labels(pairs, labelled.of_twins(pairs, where))
 
 
 def oof_estimate(
@@ -127,7 +133,11 @@ def oof_estimate(
 def average_test_twins(test: np.ndarray, test_ids: Sequence[str], pairs_path: Path) -> tuple[np.ndarray, int, int]:
     """The test probabilities with each duplicate group's test images given their mean, the number of such
     groups (two or more test images) and of the images in them."""
-    groups = read_groups(groups_path(pairs_path), test_ids, split="test")
+    return average_groups(test, read_groups(groups_path(pairs_path), test_ids, split="test"))
+
+
+def average_groups(test: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """``average_test_twins`` with each test row's group number given (-1: in no group)."""
     out = np.array(test, dtype=np.float64)
     numbers, counts = np.unique(groups[groups >= 0], return_counts=True)
     shared = numbers[counts > 1]

@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from solution.artifacts.folds import Folds, open_matching_dataset, read_folds
-from solution.artifacts.runs import FoldRun, assemble
+from solution.artifacts.runs import FoldRun, assemble, fold_mean
 from solution.core.cli import add_data_args
 from solution.core.workspace import RUNS_DIR
 from solution.data.cache import load_images
@@ -22,7 +23,7 @@ from solution.data.layout import Dataset
 from solution.data.stats import StainStats
 from solution.training.config import ExperimentConfig, add_override_args, load_config, overrides_from_args
 from solution.training.distributed import resolve_device
-from solution.training.inference import predict_fold
+from solution.training.inference import predict_fold, predict_images
 from solution.training.models import build_model, check_backbone
 from solution.training.numerics import autotune_convolutions, resolve_numerics
 from solution.training.tta import tta_label
@@ -61,9 +62,26 @@ def predict_experiment(
     return assemble(runs, cfg.to_dict(), dataset, folds, oof_dir)
 
 
-def add_experiment_args(parser: argparse.ArgumentParser) -> None:
-    """The options that locate an experiment and its inputs, shared by train and predict."""
-    parser.add_argument("--config", required=True, type=Path, help="experiment YAML (configs/<set>/<experiment>.yaml)")
+def predict_test(cfg: ExperimentConfig, runs: list[FoldRun], dataset: Dataset, cache_dir: Path) -> np.ndarray:
+    """(M, 28) float32: the mean over the fold models of ``runs`` of their TTA probabilities of the dataset's
+    test images (cached at ``cfg.image_size`` in ``cache_dir``), as ``assemble`` computes an experiment's test
+    probabilities from its folds' (a bundle's runs: ``solution.offline``)."""
+    numerics = resolve_numerics(cfg.precision, resolve_device(cfg.device))
+    autotune_convolutions(numerics.device)
+    images = load_images(dataset, "test", dataset.test_ids, cfg.image_size, cache_dir)
+    parts = []
+    for run in runs:
+        model, stats = load_checkpoint(cfg, run, numerics.device)
+        parts.append(predict_images(cfg, model, stats, images, np.arange(len(images)), numerics))
+    return fold_mean(parts)
+
+
+def add_experiment_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """The options that locate an experiment and its inputs, shared by train and predict (whose ``--bundle``
+    replaces ``--config``)."""
+    parser.add_argument(
+        "--config", required=required, type=Path, help="experiment YAML (configs/<set>/<experiment>.yaml)"
+    )
     add_data_args(parser)
     parser.add_argument("--runs-dir", type=Path, default=RUNS_DIR, help="folder of the fold runs")
     add_override_args(parser)

@@ -72,17 +72,28 @@ def predict_fold(
     runs on ``numerics``' device, in its precision.
 
     ``images`` and ``test_images`` are the dataset's cached splits at ``cfg.image_size`` (opened once by
-    the caller: naming a cache means a look at every source file). The model is put in ``numerics``' layout."""
+    the caller: naming a cache means a look at every source file)."""
+    _, val_pos = folds.split(dataset.train_ids, run.fold)
+    oof = predict_images(cfg, model, stats, images, val_pos, numerics)
+    test = predict_images(cfg, model, stats, test_images, np.arange(len(test_images)), numerics)
+    val_ids = [dataset.train_ids[i] for i in val_pos]
+    run.write_predictions(probs_frame(val_ids, oof), probs_frame(dataset.test_ids, test))
+
+
+def predict_images(
+    cfg: ExperimentConfig,
+    model: nn.Module,
+    stats: StainStats,
+    images: np.ndarray,
+    positions: np.ndarray,
+    numerics: Numerics,
+) -> np.ndarray:
+    """(len(positions), 28) float32 TTA probabilities of the cached ``images`` at ``positions``, in
+    ``cfg.batch_size`` batches: the same batches, hence the same bits, wherever a fold model predicts the test
+    set (at the end of training, ``python -m solution.predict``, a bundle). The model is put in ``numerics``'
+    layout."""
     model = model.to(memory_format=numerics.memory_format)
     # the whole image, normalised (as in training, before any crop), then the TTA's windows of it
     transform = BatchTransform(channel_matrix(cfg.channels), stats, numerics.channels_last, cfg.normalize)
-
-    def predict(images: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        loader = make_loader(images, positions, cfg.batch_size, cfg.num_workers)
-        return predict_probs(model, loader, cfg.tta, numerics, transform, cfg.crop, cfg.tta_crops, cfg.tta_merge)
-
-    _, val_pos = folds.split(dataset.train_ids, run.fold)
-    oof = predict(images, val_pos)
-    test = predict(test_images, np.arange(len(test_images)))
-    val_ids = [dataset.train_ids[i] for i in val_pos]
-    run.write_predictions(probs_frame(val_ids, oof), probs_frame(dataset.test_ids, test))
+    loader = make_loader(images, positions, cfg.batch_size, cfg.num_workers)
+    return predict_probs(model, loader, cfg.tta, numerics, transform, cfg.crop, cfg.tta_crops, cfg.tta_merge)
