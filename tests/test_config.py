@@ -40,6 +40,7 @@ def test_unknown_key_names_file_and_lists_valid_keys(tmp_path):
         ("drop_rate: 1.5\n", "'drop_rate' must be a number at least 0 and at most 0.99, got 1.5"),
         ("ema: 1\n", "'ema' must be a number at least 0 and at most 0.99999, got 1.0"),
         ("accumulate: 0\n", "'accumulate' must be a number at least 1, got 0"),
+        ("batch_size: 1\n", "'batch_size' must be a number at least 2, got 1: BatchNorm trains on 2 or more images"),
         ("- a\n- b\n", "expected a mapping"),
         ("a: [\n", "not valid YAML"),
     ],

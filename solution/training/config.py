@@ -94,7 +94,7 @@ INFERENCE_KEYS = ("tta", "num_workers", "device")
 # The range of each numeric key.
 RANGES: dict[str, Interval] = {
     "image_size": Interval(1),
-    "batch_size": Interval(1),
+    "batch_size": Interval(2, why="BatchNorm trains on 2 or more images per batch (batch_size is per process)"),
     "accumulate": Interval(1),
     "epochs": Interval(1),
     "warmup_epochs": NON_NEGATIVE,
