@@ -153,24 +153,28 @@ def train_one_epoch(
 ) -> float:
     """One pass over this rank's share of the training images; returns the mean loss over all ranks.
 
+    An optimizer step every ``accumulate`` batches and on the epoch's last, each on the mean gradient of its
+    batches (a partial accumulation is not dropped: an epoch shorter than ``accumulate`` would never step).
     No host sync per step: the loss is summed on the device and read once, at the end (and by a progress bar
     that is shown, every ``SHOW_LOSS_EVERY`` steps).
     """
     engine.step_model.train()
     device, dihedral = ctx.device, AUGMENTATIONS[cfg.augment].dihedral
     total, count, start = torch.zeros((), dtype=torch.float64, device=device), 0, time.perf_counter()
-    updates = epoch * (len(loader) // cfg.accumulate)
+    batches = len(loader)
+    updates = epoch * updates_per_epoch(batches, cfg.accumulate)
     bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None if ctx.is_main else True)
     engine.optimizer.zero_grad(set_to_none=True)
     for i, (stains, y) in enumerate(bar):
         x = engine.transform(stains.to(device, non_blocking=True), dihedral=dihedral)
         y = y.to(device, non_blocking=True)
-        final = (i + 1) % cfg.accumulate == 0  # the last micro-batch of an update
+        first = i - i % cfg.accumulate  # the first micro-batch of this update
+        final = i + 1 == min(first + cfg.accumulate, batches)  # its last: the epoch's last ends a partial one
         with _gradient_sync(engine.step_model, final):
             with engine.numerics.autocast():
                 logits = engine.step_model(x)
             loss = engine.loss_fn(logits.float(), y)
-            engine.scaler.scale(loss / cfg.accumulate).backward()
+            engine.scaler.scale(loss / min(cfg.accumulate, batches - first)).backward()  # the update's mean
         if final:
             updates += 1
             _update(cfg, engine, updates)
@@ -179,6 +183,12 @@ def train_one_epoch(
         if not bar.disable and (i + 1) % SHOW_LOSS_EVERY == 0:
             bar.set_postfix(loss=f"{total.item() / count:.4f}", img_s=f"{count / (time.perf_counter() - start):.0f}")
     return mean_over_ranks(ctx, total, count)
+
+
+def updates_per_epoch(batches: int, accumulate: int) -> int:
+    """Optimizer steps in an epoch of ``batches``: one per ``accumulate`` batches, and one more for a remainder
+    (an epoch shorter than ``accumulate`` still steps once), as the schedule and a resumed run count them."""
+    return -(-batches // accumulate)
 
 
 def _gradient_sync(model: nn.Module, final: bool) -> contextlib.AbstractContextManager:
@@ -399,7 +409,7 @@ def _train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, run: Fold
     images, stats = _open_train_cache(cfg, dataset, ctx)
     seed_everything((cfg.seed + run.fold) % 2**32)  # numpy's seed lies in [0, 2**32 - 1], as cfg.seed does
     train_loader, val_loader = _loaders(cfg, dataset, images, open_extras(folds), folds, run.fold, ctx)
-    engine = build_engine(cfg, stats, max(1, len(train_loader) // cfg.accumulate), ctx, weights=saved is None)
+    engine = build_engine(cfg, stats, updates_per_epoch(len(train_loader), cfg.accumulate), ctx, weights=saved is None)
     progress = _resume(run, saved, engine)
     if progress.epoch:
         log.info(f"{run.dir}: resuming after epoch {progress.epoch}")
