@@ -262,3 +262,25 @@ def test_an_epoch_ending_in_a_partial_accumulation_counts_it(monkeypatch):
     assert _epochs_of({"accumulate": 2}, 3, 2, monkeypatch)[0] == [1, 2, 3, 4]  # 2 updates an epoch, the 2nd of 1
     assert loop.updates_per_epoch(3, 2) == 2 and loop.updates_per_epoch(2, 8) == 1 and loop.updates_per_epoch(4, 2) == 2
 
+
+def test_a_diverging_run_stops_naming_the_epoch_the_fold_and_lr(trained, engine_cfg):
+    """--lr 1e12: the weights the epoch's steps leave give NaN logits (it ended in a traceback of validation's
+    "probabilities must lie in [0, 1]")."""
+    became = "error: the validation loss became nan at epoch 1 of fold 0 of engine"
+    match = rf"{became}: training diverged; lower lr \(now 1e\+12\) or set clip_grad \(now 1\)"
+    with pytest.raises(SystemExit, match=match):
+        train.main([*engine_cfg, "--lr", "1e12", "--runs-dir", "nan"])
+
+
+def test_a_nan_training_loss_stops_the_run_at_its_epochs_end(trained, engine_cfg, monkeypatch):
+    real = loop.train_one_epoch
+
+    def diverged(cfg, engine, *args):
+        with torch.no_grad():
+            for parameter in engine.model.parameters():
+                parameter.fill_(float("nan"))
+        return real(cfg, engine, *args)
+
+    monkeypatch.setattr(loop, "train_one_epoch", diverged)
+    with pytest.raises(SystemExit, match=r"the training loss became nan at epoch 1 of fold 0 of engine.*lower lr"):
+        train.main([*engine_cfg, "--runs-dir", "nan"])

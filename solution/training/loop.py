@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import random
 import time
@@ -227,11 +228,24 @@ def validate(engine: Engine, loader: DataLoader, device: torch.device) -> dict[s
         probs.append(torch.sigmoid(logits).cpu().numpy())
         targets.append(y.cpu().numpy())
     p, t = np.concatenate(probs), np.concatenate(targets).astype(np.uint8)
+    if not math.isfinite(total):  # a diverged model: no cut-offs to fit to NaN probabilities (see _check_finite)
+        return {"val_loss": total}
     return {
         "val_loss": total / len(p),
         "val_macro_f1_at_0.5": macro_f1(t, p > 0.5),
         "val_macro_f1_fitted": thresholds.fitted_macro_f1(p, t),
     }
+
+
+def _check_finite(cfg: ExperimentConfig, run: FoldRun, epoch: int, what: str, loss: float, precision: str) -> None:
+    """Stop a run whose loss is NaN or infinite, as a config error naming what to lower: it cannot recover, and
+    the NaN probabilities would otherwise end it at the cut-off search, as a traceback."""
+    if not math.isfinite(loss):
+        wider = "" if precision == "fp32" else f", or train in precision fp32 (now {precision})"
+        raise ConfigError(
+            f"the {what} loss became {loss} at epoch {epoch} of fold {run.fold} of {cfg.name}: training diverged; "
+            f"lower lr (now {cfg.lr:g}) or set clip_grad (now {cfg.clip_grad:g}){wider}"
+        )
 
 
 def epoch_summary(cfg: ExperimentConfig, m: dict[str, float]) -> str:
@@ -425,10 +439,12 @@ def _train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, run: Fold
             sampler.base.generator.manual_seed(cfg.seed * 1000 + ctx.rank * 100_000 + epoch)
         desc = f"{cfg.name} f{run.fold} e{epoch + 1}/{cfg.epochs}"
         train_loss = train_one_epoch(cfg, engine, train_loader, ctx, epoch, desc)
+        _check_finite(cfg, run, epoch + 1, "training", train_loss, engine.numerics.precision)  # every rank: all-reduced
         if ctx.is_main:
             seconds = time.time() - t0
             images_per_s = len(train_loader) * cfg.batch_size * ctx.world_size / seconds
             val = validate(engine, val_loader, ctx.device)
+            _check_finite(cfg, run, epoch + 1, "validation", val["val_loss"], engine.numerics.precision)
             metrics = {
                 "epoch": epoch + 1,
                 "train_loss": train_loss,
