@@ -80,11 +80,20 @@ class FoldRun:
             )
 
     def save_state(self, path: Path, **state: Any) -> None:
-        """A state (tensors and plain numbers) with the run identity, written atomically."""
+        """A state (tensors and plain numbers) with the run identity, written atomically.
+
+        A failed write (a full disk) is the ``OSError`` that ``atomic_path`` names ``path`` in: torch writes
+        through a Python file, whose error its writer's closing then masks with a ``RuntimeError`` naming no
+        file ("[enforce fail at inline_container.cc:672]", as it fails given a path), so the error is unmasked."""
         import torch  # here, not at the top: the report and the ensemble read run folders without torch
 
-        with atomic_path(path) as tmp:
-            torch.save({**state, **self.identity}, tmp)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            try:
+                torch.save({**state, **self.identity}, fh)
+            except RuntimeError as exc:
+                if isinstance(exc.__context__, OSError):
+                    raise exc.__context__ from None
+                raise
 
     def load_state(self, path: Path) -> dict[str, Any]:
         """A saved state (plain tensors and numbers: ``weights_only``), checked to belong to this run."""
