@@ -1,8 +1,9 @@
 """Predict folds again from their checkpoints and assemble ``oof/<experiment>/``: ``python -m solution.predict``.
 
 ``--config C [--tta MODE] [--redo]`` predicts every fold whose predictions are missing or were made with
-another TTA (or all, with ``--redo``), then assembles ``oof/<name>/oof.parquet`` (each training image predicted
-by the fold model that never saw it), ``test.parquet`` (the mean over the fold models) and ``manifest.json``.
+another TTA or from other test files (or all, with ``--redo``), then assembles ``oof/<name>/oof.parquet`` (each
+training image predicted by the fold model that never saw it), ``test.parquet`` (the mean over the fold models)
+and ``manifest.json``.
 """
 
 from __future__ import annotations

@@ -177,8 +177,14 @@ def open_cache(
     building the cache if needed. Naming the cache means a ``stat`` of every source file (a minute for the
     competition and HPAv18 sets on a network disk), so a caller that needs both asks once."""
     plan = make_plan(dataset, split, ids, size, cache_dir, chunk_size)
+    return open_plan(plan, workers), read_stats(plan)
+
+
+def open_plan(plan: Plan, workers: int | None = None) -> np.ndarray:
+    """The images of ``plan`` (read-only memmap), building the cache if needed: for a caller that has the plan
+    already (its ``files_key`` names the source files as they are now)."""
     ensure_cache(plan, workers)
-    return _open(plan), read_stats(plan)
+    return _open(plan)
 
 
 def find_cache(

@@ -50,6 +50,7 @@ def predict_fold(
     dataset: Dataset,
     images: np.ndarray,
     test_images: np.ndarray,
+    test_files: str,
     folds: Folds,
     run: FoldRun,
     numerics: Numerics,
@@ -58,7 +59,9 @@ def predict_fold(
     runs on ``numerics``' device, in its precision.
 
     ``images`` and ``test_images`` are the dataset's cached splits at ``cfg.image_size`` (opened once by
-    the caller: naming a cache means a look at every source file). The model is put in ``numerics``' layout."""
+    the caller: naming a cache means a look at every source file), ``test_files`` the key of the test files
+    (the test cache plan's ``files_key``), recorded with the predictions. The model is put in ``numerics``'
+    layout."""
     model = model.to(memory_format=numerics.memory_format)
     transform = BatchTransform(channel_matrix(cfg.channels), stats, channels_last=numerics.channels_last)
 
@@ -70,4 +73,4 @@ def predict_fold(
     oof = predict(images, val_pos)
     test = predict(test_images, np.arange(len(test_images)))
     val_ids = [dataset.train_ids[i] for i in val_pos]
-    run.write_predictions(probs_frame(val_ids, oof), probs_frame(dataset.test_ids, test))
+    run.write_predictions(probs_frame(val_ids, oof), probs_frame(dataset.test_ids, test), test_files)

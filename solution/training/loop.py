@@ -43,7 +43,7 @@ from solution.artifacts.runs import FoldRun
 from solution.core.errors import ConfigError
 from solution.core.fileio import exclusive
 from solution.data.batch import BatchTransform
-from solution.data.cache import load_images, open_cache
+from solution.data.cache import load_images, make_plan, open_cache, open_plan
 from solution.data.channels import channel_matrix
 from solution.data.dataset import StackedImages
 from solution.data.layout import Dataset
@@ -492,8 +492,8 @@ def _finish(
     if run.best.is_file():
         os.replace(run.best, run.checkpoint)
     model, stats = load_checkpoint(cfg, run, ctx.device)
-    test_images = load_images(dataset, "test", dataset.test_ids, cfg.image_size)
-    predict_fold(cfg, model, stats, dataset, images, test_images, folds, run, numerics)
+    test = make_plan(dataset, "test", dataset.test_ids, cfg.image_size)
+    predict_fold(cfg, model, stats, dataset, images, open_plan(test), test.files_key, folds, run, numerics)
     best_row = next(h for h in progress.history if h["epoch"] == progress.best_epoch)
     final = {
         "fold": run.fold,
