@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 from solution.core.cli import user_errors
-from solution.core.errors import DatasetError
+from solution.core.errors import DatasetError, Interrupted
 from solution.data.external import DEFAULT_BASE_URL, DEFAULT_DEADLINE, DEFAULT_MAX_MIB, FAILED_FILE, download
 
 log = logging.getLogger(__spec__.name)
@@ -62,11 +61,9 @@ def main(argv: list[str] | None = None) -> None:
                 max_bytes=args.max_mib << 20,
             )
         except KeyboardInterrupt:
-            print(
-                f"error: interrupted; the stains in {args.out} are kept: rerun the same command to fetch the rest",
-                file=sys.stderr,
-            )
-            sys.exit(130)
+            raise Interrupted(
+                f"interrupted; the stains in {args.out} are kept: rerun the same command to fetch the rest"
+            ) from None
         log.info(
             f"{len(report.fetched)} images fetched, {len(report.skipped)} already complete, {len(report.failed)} failed"
         )

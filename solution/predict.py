@@ -2,8 +2,9 @@
 or predict from a bundle, offline: ``python -m solution.predict --bundle BUNDLE --data DIR --out FILE.csv``.
 
 ``--config C [--tta MODE] [--redo]`` predicts every fold whose predictions are missing or were made with
-another TTA (or all, with ``--redo``), then assembles ``oof/<name>/oof.parquet`` (each training image predicted
-by the fold model that never saw it), ``test.parquet`` (the mean over the fold models) and ``manifest.json``.
+another TTA or from other test files (or all, with ``--redo``), then assembles ``oof/<name>/oof.parquet`` (each
+training image predicted by the fold model that never saw it), ``test.parquet`` (the mean over the fold models)
+and ``manifest.json``.
 
 ``--bundle`` (made by ``python -m solution.export``) writes the exported submission's CSV for ``DIR``'s test
 images, or, with ``--table`` or for a folder without ``sample_submission.csv``, one row per image with its

@@ -376,3 +376,37 @@ def test_worker_processes_do_not_run_the_callers_main_module(ds, cache_dir, tmp_
     assert lines.count("main module ran") == 1
     assert lines[-1] == f"({len(ds.train_ids)}, 16, 16, 4)"
     assert "Warning" not in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_ends_a_build_at_once_in_one_line_and_a_rerun_finishes_it(ds, cache_dir, workers):
+    """Ctrl-C (an INT to the process group) while a source file blocks its reader (a FIFO: a stuck network
+    disk) ends the build with status 130 and one line, the workers with it; nothing is left as the cache."""
+    stuck = ds.image_paths("train", ds.train_ids[30])[1]
+    image = stuck.read_bytes()
+    stuck.unlink()
+    os.mkfifo(stuck)
+    argv = ["--data", str(ds.root), "--size", str(SIZE), "--cache-dir", str(cache_dir), "--workers", workers]
+    cmd = [sys.executable, "-m", "solution.cache", *argv, "--splits", "train"]
+    run = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        p = plan(ds, cache_dir)
+        for _ in range(600):  # until the build is under way
+            if p.progress.is_file():
+                break
+            time.sleep(0.05)
+        time.sleep(0.5)  # the workers (or this process) reach the FIFO
+        start = time.monotonic()
+        os.killpg(run.pid, signal.SIGINT)
+        _, err = run.communicate(timeout=30)
+    finally:
+        run.kill()
+    assert time.monotonic() - start < 3 and run.returncode == 130, err
+    lines = [line for line in err.splitlines() if not line.startswith("caching") and line.strip()]
+    assert len(lines) == 1 and "error: interrupted; the train cache at 16 px" in lines[0], err
+    assert "was not finished: rerun to resume its build" in lines[0]
+    assert lock_frees_within(cache_dir, 2) and not p.final.exists()
+    stuck.unlink()
+    stuck.write_bytes(image)
+    np.testing.assert_array_equal(build(ds, cache_dir), decoded(ds))

@@ -51,6 +51,7 @@ def test_unknown_key_names_file_and_lists_valid_keys(tmp_path):
         ("tta_crops: 5\n", "'tta_crops' 5 needs a 'crop' size"),
         ("tta_crops: five\n", "'tta_crops' expects int"),
         ("tta_merge: median\n", "tta_merge: unknown 'median'; registered: mean, max"),
+        ("batch_size: 1\n", "'batch_size' must be a number at least 2, got 1: BatchNorm trains on 2 or more images"),
         ("- a\n- b\n", "expected a mapping"),
         ("a: [\n", "not valid YAML"),
     ],

@@ -3,7 +3,9 @@
 import errno
 import json
 import os
+import resource
 import shutil
+import signal
 from pathlib import Path
 
 import cv2
@@ -11,12 +13,15 @@ import matplotlib.figure
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from conftest import folds_of, manifest_of, png_header_only
 
 from solution import folds, make_submission, report, stack, train
 from solution.artifacts.folds import ensure_folds, read_folds
 from solution.artifacts.oof import probs_frame, read_predictions, write_predictions
+from solution.artifacts.runs import FoldRun
 from solution.artifacts.submissions import Sidecar
+from solution.core.cli import user_errors
 from solution.core.errors import ArtifactError, ConfigError, DatasetError
 from solution.core.fileio import atomic_write_text
 from solution.core.tables import read_labels_csv
@@ -175,6 +180,25 @@ def test_a_full_disk_under_the_report_names_the_file(trained, monkeypatch):
             with pytest.raises(SystemExit, match=rf"error: No space left on device \(elsewhere/{named}\)"):
                 report.main(["--out", "elsewhere"])
     assert not list((trained / "elsewhere").glob(".*.tmp"))
+
+
+def test_a_full_disk_while_saving_a_state_names_the_file_and_keeps_the_old_one(tmp_path):
+    """torch's writer reports a failed write (a full disk) as a RuntimeError naming no file ("[enforce fail at
+    inline_container.cc:672]"); here the kernel refuses the write by a file size limit (EFBIG: the same failed
+    write as ENOSPC, on any file system)."""
+    run = FoldRun(tmp_path, "e", 0, {"config": {}}, "none")
+    run.save_state(run.last, model=torch.zeros(4))
+    before = run.last.read_bytes()
+    limit, handler = resource.getrlimit(resource.RLIMIT_FSIZE), signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, limit[1]))
+    try:
+        with pytest.raises(SystemExit, match=rf"error: File too large \({run.last}\); nothing was half-written"):
+            with user_errors():
+                run.save_state(run.last, model=torch.zeros(1 << 20))  # 4 MiB
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert run.last.read_bytes() == before and os.listdir(run.dir) == ["last.pt"]
 
 
 def test_folds_cli_keeps_existing_folds_when_no_setting_is_given(trained, tiny_dataset_master):

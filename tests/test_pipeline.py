@@ -16,7 +16,7 @@ from solution.artifacts.runs import assemble
 from solution.core.errors import ArtifactError
 from solution.data import cache
 from solution.scoring.thresholds import RULES
-from solution.training import loop
+from solution.training import experiment, loop
 from solution.training.config import load_config
 from solution.training.experiment import fold_run
 
@@ -144,7 +144,7 @@ def test_predict_again_with_another_tta(trained):
     cfg = load_config("configs/tiny_effnet.yaml", {"tta": "none"})
     with pytest.raises(ArtifactError, match="holds no predictions of this config with tta none"):
         runs = [fold_run(trained / "runs", cfg, folds_, k) for k in range(folds_.n_folds)]
-        assemble(runs, cfg.to_dict(), open_matching_dataset(folds_), folds_, trained / "oof")
+        assemble(runs, cfg.to_dict(), open_matching_dataset(folds_), folds_, trained / "oof", "")
     predict.main(["--config", "configs/tiny_effnet.yaml", "--tta", "none"])
     manifest = json.loads((trained / "oof" / "tiny_effnet" / "manifest.json").read_text())
     assert manifest["settings"]["tta"] == "none"
@@ -158,7 +158,10 @@ def test_training_a_fold_and_predicting_every_fold_name_each_cache_once(trained,
     training does it once per split, and predict once per split for all folds."""
     named = []
     real = cache.make_plan
-    monkeypatch.setattr(cache, "make_plan", lambda ds, split, *a, **k: named.append(split) or real(ds, split, *a, **k))
+    for caller in (cache, experiment, loop):  # the modules that name a cache
+        monkeypatch.setattr(
+            caller, "make_plan", lambda ds, split, *a, **k: named.append(split) or real(ds, split, *a, **k)
+        )
     train.main(["--config", "configs/tiny_convnext.yaml", "--fold", "1", "--runs-dir", "fresh"])
     assert sorted(named) == ["test", "train"]
     named.clear()

@@ -1,4 +1,6 @@
+import shutil
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -164,3 +166,38 @@ def test_predict_puts_the_model_and_its_views_in_the_devices_layout(trained, mon
     assert seen and all(seen)
     after = pd.read_parquet("oof/tiny_effnet/oof.parquet")
     np.testing.assert_allclose(after.iloc[:, 1:].to_numpy(), before.iloc[:, 1:].to_numpy(), atol=1e-5)
+
+
+def _other_test_files(data, change: str) -> None:
+    """The test set changed: one stain rewritten with other pixels, or the last test image gone."""
+    rows = (data / "sample_submission.csv").read_text().splitlines()
+    last = rows[-1].split(",")[0]
+    if change == "pixels":
+        png = data / "test" / f"{last}_green.png"
+        png.write_bytes((data / "test" / f"{last}_red.png").read_bytes())
+    else:
+        (data / "sample_submission.csv").write_text("\n".join(rows[:-1]) + "\n")
+        for png in (data / "test").glob(f"{last}_*"):
+            png.unlink()
+
+
+@pytest.mark.parametrize("change", ["pixels", "ids"])
+def test_predictions_made_from_other_test_files_are_redone(trained, tiny_dataset_master, change):
+    """A fold's predictions are keyed to the test files they were made from, as the pixel cache is: after the test
+    set changed, predict redoes them (it kept the old test.parquet and said it wrote it)."""
+    data = Path(shutil.copytree(tiny_dataset_master, trained / "data"))  # copytree keeps the files' mtimes
+    args = ["--config", "configs/tiny_convnext.yaml", "--data", str(data)]
+    fold_test = trained / "runs" / "tiny_convnext" / "fold0" / "test.parquet"
+    before, kept = pd.read_parquet("oof/tiny_convnext/test.parquet"), fold_test.stat().st_mtime_ns
+    predict.main(args)  # the same test files: nothing to redo
+    assert fold_test.stat().st_mtime_ns == kept
+    _other_test_files(data, change)
+    predict.main(args)
+    after = pd.read_parquet("oof/tiny_convnext/test.parquet")
+    assert fold_test.stat().st_mtime_ns != kept
+    if change == "pixels":
+        assert after["Id"].tolist() == before["Id"].tolist()
+        assert not np.array_equal(after.iloc[-1, 1:], before.iloc[-1, 1:])
+        np.testing.assert_array_equal(after.iloc[:-1, 1:], before.iloc[:-1, 1:])
+    else:
+        assert after["Id"].tolist() == before["Id"].tolist()[:-1]

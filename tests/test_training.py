@@ -289,3 +289,60 @@ def test_a_fold_on_a_gpu_records_its_peak_gpu_memory(monkeypatch):
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 3 * 2**29)
     assert loop._process(torch.device("cuda", 0))["peak_gpu_memory_gib"] == 1.5
     assert "peak_gpu_memory_gib" not in loop._process(torch.device("cpu"))
+
+
+def _epochs_of(cfg_values: dict, batches: int, epochs: int, monkeypatch) -> tuple[list[int], dict]:
+    """The update counts ``_update`` is called with over ``epochs`` epochs of ``batches`` batches of 4, and the
+    weights they end with."""
+    cfg = build_config({"name": "a", "backbone": "test_resnet", "image_size": 16, "batch_size": 4} | cfg_values, "t")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (4 * batches, 16, 16, 4), dtype=np.uint8)
+    labels = (rng.random((4 * batches, 28)) < 0.3).astype(np.uint8)
+    loader = make_loader(images, np.arange(4 * batches), 4, 0, labels=labels)
+    torch.manual_seed(0)
+    stats = StainStats(mean=np.full(4, 127.0), cov=np.eye(4) * 4900)
+    engine = loop.build_engine(cfg, stats, loop.updates_per_epoch(len(loader), cfg.accumulate), Context())
+    updates, real = [], loop._update
+    monkeypatch.setattr(loop, "_update", lambda cfg, engine, n: updates.append(n) or real(cfg, engine, n))
+    for epoch in range(epochs):
+        loop.train_one_epoch(cfg, engine, loader, Context(), epoch, "accumulate")
+    return updates, engine.model.state_dict()
+
+
+def test_an_epoch_shorter_than_accumulate_steps_once_on_the_mean_of_its_batches(monkeypatch):
+    """``accumulate: 8`` over 2 batches never stepped (lr 0.001 and 0.5 gave bit-identical weights): the last batch
+    of an epoch ends a partial update, the mean over its micro-batches, as ``accumulate: 2`` steps."""
+    updates, partial = _epochs_of({"accumulate": 8}, 2, 2, monkeypatch)
+    assert updates == [1, 2]  # one update an epoch, counted as the schedule's updates_per_epoch counts them
+    _, whole = _epochs_of({"accumulate": 2}, 2, 2, monkeypatch)
+    assert all(torch.equal(partial[key], whole[key]) for key in whole)
+    _, other_lr = _epochs_of({"accumulate": 8, "lr": 0.5}, 2, 2, monkeypatch)
+    assert not all(torch.equal(partial[key], other_lr[key]) for key in whole)
+
+
+def test_an_epoch_ending_in_a_partial_accumulation_counts_it(monkeypatch):
+    assert _epochs_of({"accumulate": 2}, 3, 2, monkeypatch)[0] == [1, 2, 3, 4]  # 2 updates an epoch, the 2nd of 1
+    assert loop.updates_per_epoch(3, 2) == 2 and loop.updates_per_epoch(2, 8) == 1 and loop.updates_per_epoch(4, 2) == 2
+
+
+def test_a_diverging_run_stops_naming_the_epoch_the_fold_and_lr(trained, engine_cfg):
+    """--lr 1e12: the weights the epoch's steps leave give NaN logits (it ended in a traceback of validation's
+    "probabilities must lie in [0, 1]")."""
+    became = "error: the validation loss became nan at epoch 1 of fold 0 of engine"
+    match = rf"{became}: training diverged; lower lr \(now 1e\+12\) or set clip_grad \(now 1\)"
+    with pytest.raises(SystemExit, match=match):
+        train.main([*engine_cfg, "--lr", "1e12", "--runs-dir", "nan"])
+
+
+def test_a_nan_training_loss_stops_the_run_at_its_epochs_end(trained, engine_cfg, monkeypatch):
+    real = loop.train_one_epoch
+
+    def diverged(cfg, engine, *args):
+        with torch.no_grad():
+            for parameter in engine.model.parameters():
+                parameter.fill_(float("nan"))
+        return real(cfg, engine, *args)
+
+    monkeypatch.setattr(loop, "train_one_epoch", diverged)
+    with pytest.raises(SystemExit, match=r"the training loss became nan at epoch 1 of fold 0 of engine.*lower lr"):
+        train.main([*engine_cfg, "--runs-dir", "nan"])

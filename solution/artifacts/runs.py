@@ -40,7 +40,9 @@ class FoldRun:
     """The folder of one fold of one experiment and everything in it.
 
     ``identity`` is what every saved state must match (the training config and the folds hash); ``tta`` is
-    what the fold's predictions must have been made with to count as current.
+    what the fold's predictions must have been made with to count as current, as must the test files: the
+    methods on predictions take the ``files_key`` of the test split's cache plan (``solution.data.cache``: the
+    test Ids and every test file's name, size and mtime), so that predictions of other test files are redone.
     """
 
     runs_dir: Path
@@ -80,11 +82,20 @@ class FoldRun:
             )
 
     def save_state(self, path: Path, **state: Any) -> None:
-        """A state (tensors and plain numbers) with the run identity, written atomically."""
+        """A state (tensors and plain numbers) with the run identity, written atomically.
+
+        A failed write (a full disk) is the ``OSError`` that ``atomic_path`` names ``path`` in: torch writes
+        through a Python file, whose error its writer's closing then masks with a ``RuntimeError`` naming no
+        file ("[enforce fail at inline_container.cc:672]", as it fails given a path), so the error is unmasked."""
         import torch  # here, not at the top: the report and the ensemble read run folders without torch
 
-        with atomic_path(path) as tmp:
-            torch.save({**state, **self.identity}, tmp)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            try:
+                torch.save({**state, **self.identity}, fh)
+            except RuntimeError as exc:
+                if isinstance(exc.__context__, OSError):
+                    raise exc.__context__ from None
+                raise
 
     def load_state(self, path: Path) -> dict[str, Any]:
         """A saved state (plain tensors and numbers: ``weights_only``), checked to belong to this run."""
@@ -127,22 +138,27 @@ class FoldRun:
     def write_history(self, history: list[dict[str, float]]) -> None:
         atomic_write_text(self.history, pd.DataFrame(history).to_csv(index=False))
 
-    def write_predictions(self, oof: pd.DataFrame, test: pd.DataFrame) -> None:
-        """The fold's OOF and test predictions, then the record of what made them."""
+    def write_predictions(self, oof: pd.DataFrame, test: pd.DataFrame, test_files: str) -> None:
+        """The fold's OOF and test predictions (of the test files keyed ``test_files``), then the record of what
+        made them."""
         atomic_write_parquet(self.oof, oof)
         atomic_write_parquet(self.test, test)
-        atomic_write_json(self.predictions_record, {"tta": self.tta, **self.identity})
+        atomic_write_json(self.predictions_record, self._record(test_files))
 
-    def predictions_current(self) -> bool:
-        """Whether the folder holds predictions of this run's model, folds and TTA."""
+    def predictions_current(self, test_files: str) -> bool:
+        """Whether the folder holds predictions of this run's model, folds and TTA, of the test files keyed
+        ``test_files``."""
         record = self.predictions_record
-        return record.is_file() and read_json(record) == {"tta": self.tta, **self.identity}
+        return record.is_file() and read_json(record) == self._record(test_files)
 
-    def read_predictions(self, folds: Folds, test_ids: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    def _record(self, test_files: str) -> dict[str, Any]:
+        return {"tta": self.tta, "test_files": test_files, **self.identity}
+
+    def read_predictions(self, folds: Folds, test_ids: list[str], test_files: str) -> tuple[pd.DataFrame, np.ndarray]:
         """The fold's OOF frame and its test probabilities in ``test_ids`` order, checked against the folds."""
-        if not self.predictions_current():
+        if not self.predictions_current(test_files):
             raise ArtifactError(
-                f"{self.dir} holds no predictions of this config with tta {self.tta}: "
+                f"{self.dir} holds no predictions of this config with tta {self.tta} of the test files as they are: "
                 "run python -m solution.predict --config ... (it re-predicts such folds)"
             )
         oof = read_probs_file(self.oof)
@@ -165,12 +181,15 @@ def fold_mean(parts: list[np.ndarray]) -> np.ndarray:
     return np.mean(parts, axis=0).astype(np.float32)
 
 
-def assemble(runs: list[FoldRun], config: dict[str, Any], dataset: Dataset, folds: Folds, oof_dir: Path) -> Path:
-    """Join every fold's predictions into ``oof_dir/<experiment>/`` and write its manifest; returns that folder."""
+def assemble(
+    runs: list[FoldRun], config: dict[str, Any], dataset: Dataset, folds: Folds, oof_dir: Path, test_files: str
+) -> Path:
+    """Join every fold's predictions (of the test files keyed ``test_files``) into ``oof_dir/<experiment>/`` and
+    write its manifest; returns that folder."""
     oof_parts, test_parts, fold_metrics = [], [], []
     for run in runs:
         metrics = run.read_metrics()
-        oof, test_probs = run.read_predictions(folds, dataset.test_ids)
+        oof, test_probs = run.read_predictions(folds, dataset.test_ids, test_files)
         oof_parts.append(oof)
         test_parts.append(test_probs)
         fold_metrics.append({"fold": run.fold, **{key: metrics[key] for key in METRIC_KEYS if key in metrics}})

@@ -2,6 +2,7 @@
 
 Every ``main`` runs its work inside ``user_errors()``: a ``KitError`` (a bad
 input, named with its file, row or key) exits with its message and status 1,
+an ``Interrupted`` (Ctrl-C, where the work says how to resume) with status 130,
 never a traceback; any other exception is a bug and keeps its traceback.
 Progress and results go through ``logging`` to stdout, from rank 0 only under
 torchrun; tqdm draws the progress bars. Modules name their logger
@@ -20,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from solution.core.errors import KitError
+from solution.core.errors import Interrupted, KitError
 from solution.core.workspace import FOLDS_DIR, OOF_DIR
 
 
@@ -43,12 +44,16 @@ def setup_logging() -> None:
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn a ``KitError`` (or an ``OSError`` of the machine: disk full, no permission) into
-    ``error: <message>`` on stderr and exit status 1."""
+    ``error: <message>`` on stderr and exit status 1, an ``Interrupted`` into its message and status 130 (a
+    shell's for Ctrl-C)."""
     setup_logging()
     try:
         yield
     except KitError as exc:
         sys.exit(f"error: {exc}")
+    except Interrupted as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(130)
     except OSError as exc:  # disk full, a read-only or missing folder: the message names the file
         sys.exit(f"error: {exc.strerror or exc} ({exc.filename or 'no file named'}); nothing was half-written")
 

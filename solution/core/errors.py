@@ -1,8 +1,9 @@
 """The kit's error types: each names the file, row or key at fault and what was expected.
 
-Command-line entry points catch ``KitError`` and exit with its message; any
-other exception is a bug and keeps its traceback. ``quote`` and ``clip`` put a
-value or a text into a message, cut to a few hundred characters however large.
+Command-line entry points catch ``KitError`` and exit with its message, and
+``Interrupted`` with status 130; any other exception is a bug and keeps its
+traceback. ``quote`` and ``clip`` put a value or a text into a message, cut to
+a few hundred characters however large.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ class ArtifactError(KitError):
 
 class LockedError(KitError):
     """Another process holds what this one needs (a fold being trained, a cache being built)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during work that a rerun resumes: the message says what was kept and how to go on. Still a
+    ``KeyboardInterrupt``, so no ``except Exception`` swallows it."""
 
 
 def _quoting() -> reprlib.Repr:

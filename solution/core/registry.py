@@ -50,11 +50,13 @@ class Registry(Mapping[str, T]):
 
 @dataclass(frozen=True)
 class Interval:
-    """A range of numbers: ``low`` (excluded when ``low_open``) up to ``high`` (included)."""
+    """A range of numbers: ``low`` (excluded when ``low_open``) up to ``high`` (included); ``why``, where the
+    reason for a bound is not plain, is said with the refusal."""
 
     low: float
     high: float = math.inf
     low_open: bool = False
+    why: str = ""
 
     def __str__(self) -> str:
         low = f"{'above' if self.low_open else 'at least'} {_number(self.low)}"
@@ -67,7 +69,7 @@ class Interval:
     def check(self, key: str, value: float) -> float:
         """``value``, when it lies in the interval; else a ``ConfigError`` naming ``key``."""
         if not self.contains(value):
-            raise ConfigError(f"'{key}' must be a number {self}, got {value}")
+            raise ConfigError(f"'{key}' must be a number {self}, got {value}{self._reason}")
         return value
 
     def arg_type(self, kind: Callable[[str], float] = float) -> Callable[[str], float]:
@@ -81,10 +83,14 @@ class Interval:
                     f"expected {getattr(kind, '__name__', 'a number')}, got {text!r}"
                 ) from None
             if not self.contains(value):
-                raise argparse.ArgumentTypeError(f"must be a number {self}, got {text}")
+                raise argparse.ArgumentTypeError(f"must be a number {self}, got {text}{self._reason}")
             return value
 
         return parse
+
+    @property
+    def _reason(self) -> str:
+        return f": {self.why}" if self.why else ""
 
 
 def _number(x: float) -> str:

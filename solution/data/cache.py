@@ -17,7 +17,8 @@ cache and the one it supersedes is removed. The partial file's name leaves
 files instead, so a build that stopped at a bad image resumes once the image
 is fixed and redoes only that image's chunk. A cache folder runs one build at
 a time (a lock on the folder), so any other partial file there is an abandoned
-build and is removed.
+build and is removed. Ctrl-C ends a build at once, its workers with it, as an
+``Interrupted`` that says to rerun: the finished chunks are kept for the rerun.
 """
 
 from __future__ import annotations
@@ -29,19 +30,22 @@ import math
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
+import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
+from multiprocessing import forkserver
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from solution.core.errors import DatasetError
+from solution.core.errors import DatasetError, Interrupted
 from solution.core.fileio import atomic_write_json, exclusive, read_json
 from solution.core.workspace import CACHE_DIR
 from solution.data import cache_worker
@@ -177,8 +181,14 @@ def open_cache(
     building the cache if needed. Naming the cache means a ``stat`` of every source file (a minute for the
     competition and HPAv18 sets on a network disk), so a caller that needs both asks once."""
     plan = make_plan(dataset, split, ids, size, cache_dir, chunk_size)
+    return open_plan(plan, workers), read_stats(plan)
+
+
+def open_plan(plan: Plan, workers: int | None = None) -> np.ndarray:
+    """The images of ``plan`` (read-only memmap), building the cache if needed: for a caller that has the plan
+    already (its ``files_key`` names the source files as they are now)."""
     ensure_cache(plan, workers)
-    return _open(plan), read_stats(plan)
+    return _open(plan)
 
 
 def find_cache(
@@ -235,7 +245,13 @@ def ensure_cache(plan: Plan, workers: int | None = None) -> None:
     plan.cache_dir.mkdir(parents=True, exist_ok=True)
     with exclusive(plan.cache_dir / LOCK_FILE, f"the cache folder {plan.cache_dir}", wait=True):
         if not plan.is_complete():  # another process may have built it while this one waited
-            _build(plan, workers)
+            try:
+                _build(plan, workers)
+            except KeyboardInterrupt:  # Ctrl-C: the finished chunks stay in the partial file, for the rerun
+                raise Interrupted(
+                    f"interrupted; the {plan.split} cache at {plan.size} px in {plan.cache_dir} was not finished: "
+                    "rerun to resume its build"
+                ) from None
 
 
 def _cpu_count() -> int:
@@ -337,14 +353,15 @@ def _fill(plan: Plan, todo: list[int], workers: int, record: Callable[[int, Sums
             tasks[k, start] = (plan.partial, offset + start * plan.image_bytes, plan.paths[start:stop], plan.size)
     parts_left = Counter(k for k, _ in tasks)
     sums: dict[int, Sums] = {}
-    for (k, _), part in _decoded(tasks, min(workers, len(tasks))):
-        sums[k] = _added(sums[k], part) if k in sums else part
-        parts_left[k] -= 1
-        if not parts_left[k]:
-            record(k, sums.pop(k))
+    with closing(_decoded(tasks, min(workers, len(tasks)))) as parts:  # closed at once, also by an exception here
+        for (k, _), part in parts:
+            sums[k] = _added(sums[k], part) if k in sums else part
+            parts_left[k] -= 1
+            if not parts_left[k]:
+                record(k, sums.pop(k))
 
 
-def _decoded(tasks: dict[Task, tuple], workers: int) -> Iterator[tuple[Task, Sums]]:
+def _decoded(tasks: dict[Task, tuple], workers: int) -> Generator[tuple[Task, Sums], None, None]:
     """Run ``cache_worker.decode_part`` on every task, here or in ``workers`` processes, as each completes."""
     if workers <= 1:
         for key, args in tasks.items():
@@ -356,12 +373,42 @@ def _decoded(tasks: dict[Task, tuple], workers: int) -> Iterator[tuple[Task, Sum
     context.set_forkserver_preload([cache_worker.__name__])
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=cache_worker.init, initargs=(os.getpid(),))
     try:
-        with _main_hidden():  # every worker starts at the first submit
+        with _ctrl_c_held(), _main_hidden():  # every worker starts at the first submit
             futures = {pool.submit(cache_worker.decode_part, *args): key for key, args in tasks.items()}
         for future in as_completed(futures):
             yield futures[future], future.result()
+    except BaseException:  # Ctrl-C, a part that failed, the caller stopping: the parts under way are not awaited
+        for process in list(pool._processes.values()):  # Python 3.14's pool.terminate_workers()
+            process.terminate()
+        raise
     finally:
         pool.shutdown(cancel_futures=True)
+
+
+@contextmanager
+def _ctrl_c_held() -> Iterator[None]:
+    """Start the forkserver ignoring Ctrl-C (SIGINT), and hold a Ctrl-C off while the workers start, raising it
+    once they have (the build then ends them: ``cache_worker.init`` has them ignore it).
+
+    A forkserver started with Python's handler gets a Ctrl-C to the process group while it imports, before it
+    ignores SIGINT itself, and prints a traceback; a worker's start cut short leaves one that the forkserver
+    forks after this process has gone, whose start then fails with another (``FileNotFoundError``: the pool's
+    semaphores are gone). A Ctrl-C in the instant the forkserver is forked is lost. Only the main thread
+    handles signals: elsewhere nothing is held off.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)  # what the forkserver inherits
+    try:
+        forkserver.ensure_running()
+        signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    if held:
+        raise KeyboardInterrupt
 
 
 @contextmanager

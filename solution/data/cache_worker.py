@@ -7,6 +7,7 @@ build's pool, lock and progress machinery in ``solution.data.cache``.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -25,7 +26,10 @@ SAMPLE_STRIDE = 4
 
 
 def init(build: int) -> None:
-    """Set up a worker process of the build process ``build``."""
+    """Set up a worker process of the build process ``build``. A Ctrl-C reaches every process of the terminal's
+    group, where a ``KeyboardInterrupt`` would print a traceback per worker: the worker ignores it, and the
+    build, interrupted, ends its workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)  # the processes are the parallelism; OpenCV's own threads would oversubscribe
     threading.Thread(target=_exit_after, args=(build, os.getppid()), daemon=True).start()
 

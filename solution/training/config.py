@@ -110,7 +110,7 @@ INFERENCE_KEYS = ("tta", "tta_crops", "tta_merge", "num_workers", "device")
 RANGES: dict[str, Interval] = {
     "image_size": Interval(1),
     "crop": NON_NEGATIVE,
-    "batch_size": Interval(1),
+    "batch_size": Interval(2, why="BatchNorm trains on 2 or more images per batch (batch_size is per process)"),
     "accumulate": Interval(1),
     "epochs": Interval(1),
     "warmup_epochs": NON_NEGATIVE,

@@ -2,7 +2,7 @@
 
 ``python -m solution.train`` and ``python -m solution.predict`` share the options that locate an experiment
 and its inputs; ``predict_experiment`` re-predicts the folds whose predictions are missing or were made with
-another TTA, then assembles ``oof/<experiment>/``.
+another TTA or from other test files, then assembles ``oof/<experiment>/``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from solution.artifacts.folds import Folds, open_matching_dataset, read_folds
 from solution.artifacts.runs import FoldRun, assemble, fold_mean
 from solution.core.cli import add_data_args
 from solution.core.workspace import RUNS_DIR
-from solution.data.cache import load_images
+from solution.data.cache import load_images, make_plan, open_plan
 from solution.data.layout import Dataset
 from solution.data.stats import StainStats
 from solution.training.config import ExperimentConfig, add_override_args, load_config, overrides_from_args
@@ -47,19 +47,20 @@ def load_checkpoint(cfg: ExperimentConfig, run: FoldRun, device: torch.device) -
 def predict_experiment(
     cfg: ExperimentConfig, folds: Folds, dataset: Dataset, runs_dir: Path, oof_dir: Path, redo: bool = False
 ) -> Path:
-    """Predict (with ``cfg``'s TTA) every fold whose predictions are not current, or all with ``redo``, and
-    assemble ``oof_dir/<experiment>/``; returns that folder."""
+    """Predict (with ``cfg``'s TTA) every fold whose predictions are not current (missing, of another TTA, or of
+    other test files), or all with ``redo``, and assemble ``oof_dir/<experiment>/``; returns that folder."""
     runs = [fold_run(runs_dir, cfg, folds, k) for k in range(folds.n_folds)]
-    todo = [run for run in runs if redo or not run.predictions_current()]
+    test = make_plan(dataset, "test", dataset.test_ids, cfg.image_size)  # names the test files as they are now
+    todo = [run for run in runs if redo or not run.predictions_current(test.files_key)]
     if todo:  # the cached images, opened once for every fold
         numerics = resolve_numerics(cfg.precision, resolve_device(cfg.device))
         autotune_convolutions(numerics.device)
         images = load_images(dataset, "train", dataset.train_ids, cfg.image_size)
-        test_images = load_images(dataset, "test", dataset.test_ids, cfg.image_size)
+        test_images = open_plan(test)
         for run in todo:
             model, stats = load_checkpoint(cfg, run, numerics.device)
-            predict_fold(cfg, model, stats, dataset, images, test_images, folds, run, numerics)
-    return assemble(runs, cfg.to_dict(), dataset, folds, oof_dir)
+            predict_fold(cfg, model, stats, dataset, images, test_images, test.files_key, folds, run, numerics)
+    return assemble(runs, cfg.to_dict(), dataset, folds, oof_dir, test.files_key)
 
 
 def predict_test(cfg: ExperimentConfig, runs: list[FoldRun], dataset: Dataset, cache_dir: Path) -> np.ndarray:

@@ -64,6 +64,7 @@ def predict_fold(
     dataset: Dataset,
     images: np.ndarray,
     test_images: np.ndarray,
+    test_files: str,
     folds: Folds,
     run: FoldRun,
     numerics: Numerics,
@@ -72,12 +73,13 @@ def predict_fold(
     runs on ``numerics``' device, in its precision.
 
     ``images`` and ``test_images`` are the dataset's cached splits at ``cfg.image_size`` (opened once by
-    the caller: naming a cache means a look at every source file)."""
+    the caller: naming a cache means a look at every source file), ``test_files`` the key of the test files
+    (the test cache plan's ``files_key``), recorded with the predictions."""
     _, val_pos = folds.split(dataset.train_ids, run.fold)
     oof = predict_images(cfg, model, stats, images, val_pos, numerics)
     test = predict_images(cfg, model, stats, test_images, np.arange(len(test_images)), numerics)
     val_ids = [dataset.train_ids[i] for i in val_pos]
-    run.write_predictions(probs_frame(val_ids, oof), probs_frame(dataset.test_ids, test))
+    run.write_predictions(probs_frame(val_ids, oof), probs_frame(dataset.test_ids, test), test_files)
 
 
 def predict_images(

@@ -46,7 +46,7 @@ from solution.artifacts.runs import FoldRun
 from solution.core.errors import ConfigError
 from solution.core.fileio import exclusive
 from solution.data.batch import BatchTransform
-from solution.data.cache import load_images, open_cache
+from solution.data.cache import load_images, make_plan, open_cache, open_plan
 from solution.data.channels import channel_matrix
 from solution.data.dataset import StackedImages
 from solution.data.layout import Dataset
@@ -159,24 +159,28 @@ def train_one_epoch(
 ) -> float:
     """One pass over this rank's share of the training images; returns the mean loss over all ranks.
 
+    An optimizer step every ``accumulate`` batches and on the epoch's last, each on the mean gradient of its
+    batches (a partial accumulation is not dropped: an epoch shorter than ``accumulate`` would never step).
     No host sync per step: the loss is summed on the device and read once, at the end (and by a progress bar
     that is shown, every ``SHOW_LOSS_EVERY`` steps).
     """
     engine.step_model.train()
     device, dihedral = ctx.device, AUGMENTATIONS[cfg.augment].dihedral
     total, count, start = torch.zeros((), dtype=torch.float64, device=device), 0, time.perf_counter()
-    updates = epoch * (len(loader) // cfg.accumulate)
+    batches = len(loader)
+    updates = epoch * updates_per_epoch(batches, cfg.accumulate)
     bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None if ctx.is_main else True)
     engine.optimizer.zero_grad(set_to_none=True)
     for i, (stains, y) in enumerate(bar):
         x = engine.transform(stains.to(device, non_blocking=True), dihedral=dihedral, random_crop=True)
         y = y.to(device, non_blocking=True)
-        final = (i + 1) % cfg.accumulate == 0  # the last micro-batch of an update
+        first = i - i % cfg.accumulate  # the first micro-batch of this update
+        final = i + 1 == min(first + cfg.accumulate, batches)  # its last: the epoch's last ends a partial one
         with _gradient_sync(engine.step_model, final):
             with engine.numerics.autocast():
                 logits = engine.step_model(x)
             loss = engine.loss_fn(logits.float(), y)
-            engine.scaler.scale(loss / cfg.accumulate).backward()
+            engine.scaler.scale(loss / min(cfg.accumulate, batches - first)).backward()  # the update's mean
         if final:
             updates += 1
             _update(cfg, engine, updates)
@@ -185,6 +189,12 @@ def train_one_epoch(
         if not bar.disable and (i + 1) % SHOW_LOSS_EVERY == 0:
             bar.set_postfix(loss=f"{total.item() / count:.4f}", img_s=f"{count / (time.perf_counter() - start):.0f}")
     return mean_over_ranks(ctx, total, count)
+
+
+def updates_per_epoch(batches: int, accumulate: int) -> int:
+    """Optimizer steps in an epoch of ``batches``: one per ``accumulate`` batches, and one more for a remainder
+    (an epoch shorter than ``accumulate`` still steps once), as the schedule and a resumed run count them."""
+    return -(-batches // accumulate)
 
 
 def _gradient_sync(model: nn.Module, final: bool) -> contextlib.AbstractContextManager:
@@ -223,11 +233,24 @@ def validate(engine: Engine, model: nn.Module, loader: DataLoader, device: torch
         probs.append(torch.sigmoid(logits).cpu().numpy())
         targets.append(y.cpu().numpy())
     p, t = np.concatenate(probs), np.concatenate(targets).astype(np.uint8)
+    if not math.isfinite(total):  # a diverged model: no cut-offs to fit to NaN probabilities (see _check_finite)
+        return {"val_loss": total}
     return {
         "val_loss": total / len(p),
         "val_macro_f1_at_0.5": macro_f1(t, p > 0.5),
         "val_macro_f1_fitted": thresholds.fitted_macro_f1(p, t),
     }
+
+
+def _check_finite(cfg: ExperimentConfig, run: FoldRun, epoch: int, what: str, loss: float, precision: str) -> None:
+    """Stop a run whose loss is NaN or infinite, as a config error naming what to lower: it cannot recover, and
+    the NaN probabilities would otherwise end it at the cut-off search, as a traceback."""
+    if not math.isfinite(loss):
+        wider = "" if precision == "fp32" else f", or train in precision fp32 (now {precision})"
+        raise ConfigError(
+            f"the {what} loss became {loss} at epoch {epoch} of fold {run.fold} of {cfg.name}: training diverged; "
+            f"lower lr (now {cfg.lr:g}) or set clip_grad (now {cfg.clip_grad:g}){wider}"
+        )
 
 
 def epoch_summary(cfg: ExperimentConfig, m: dict[str, float]) -> str:
@@ -427,7 +450,7 @@ def _train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, run: Fold
     images, stats = _open_train_cache(cfg, dataset, ctx)
     seed_everything((cfg.seed + run.fold) % 2**32)  # numpy's seed lies in [0, 2**32 - 1], as cfg.seed does
     train_loader, val_loader = _loaders(cfg, dataset, images, open_extras(folds), folds, run.fold, ctx)
-    engine = build_engine(cfg, stats, max(1, len(train_loader) // cfg.accumulate), ctx, weights=saved is None)
+    engine = build_engine(cfg, stats, updates_per_epoch(len(train_loader), cfg.accumulate), ctx, weights=saved is None)
     progress = _resume(run, saved, engine)
     if progress.epoch:
         log.info(f"{run.dir}: resuming after epoch {progress.epoch}")
@@ -440,10 +463,12 @@ def _train_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, run: Fold
         _start_epoch(cfg, train_loader, epoch, int(torch.randint(2**31 - 1, ())), ctx.rank)
         desc = f"{cfg.name} f{run.fold} e{epoch + 1}/{cfg.epochs}"
         train_loss = train_one_epoch(cfg, engine, train_loader, ctx, epoch, desc)
+        _check_finite(cfg, run, epoch + 1, "training", train_loss, engine.numerics.precision)  # every rank: all-reduced
         if ctx.is_main:
             seconds = time.time() - t0
             images_per_s = len(train_loader) * cfg.batch_size * ctx.world_size / seconds
             val = validate(engine, engine.eval_model, val_loader, ctx.device)
+            _check_finite(cfg, run, epoch + 1, "validation", val["val_loss"], engine.numerics.precision)
             metrics = {
                 "epoch": epoch + 1,
                 "train_loss": train_loss,
@@ -480,6 +505,7 @@ def _average(
     _start_epoch(cfg, train_loader, cfg.epochs, SWA_EPOCH_SEED, ctx.rank)
     recompute_batchnorm(engine.swa, train_loader, engine.transform, ctx.device)
     val = validate(engine, engine.swa.module, val_loader, ctx.device)
+    _check_finite(cfg, run, cfg.epochs, "averaged weights' validation", val["val_loss"], engine.numerics.precision)
     _save_best(run, engine.swa.module, engine.stats, cfg.epochs)
     log.info(
         f"{cfg.name} fold {run.fold} average of the last {cfg.swa} epochs: val loss {val['val_loss']:.4f}  "
@@ -513,8 +539,8 @@ def _finish(
     if run.best.is_file():
         os.replace(run.best, run.checkpoint)
     model, stats = load_checkpoint(cfg, run, ctx.device)
-    test_images = load_images(dataset, "test", dataset.test_ids, cfg.image_size)
-    predict_fold(cfg, model, stats, dataset, images, test_images, folds, run, numerics)
+    test = make_plan(dataset, "test", dataset.test_ids, cfg.image_size)
+    predict_fold(cfg, model, stats, dataset, images, open_plan(test), test.files_key, folds, run, numerics)
     best_row = next(h for h in progress.history if h["epoch"] == progress.best_epoch)
     if averaged is not None:
         kept, figures = f"average of epochs {cfg.epochs - cfg.swa + 1}-{cfg.epochs}", averaged
