@@ -80,7 +80,8 @@ def test_the_winners_options_train_resume_exactly_and_predict_on_windows(trained
     assert read_json(run / "predictions.json")["tta"] == "flip, 5 crops, max"
     cfg = load_config(trained / "configs" / "options.yaml", {"epochs": 2})  # tta_crops 1: the same trained run
     one_window = fold_run(trained / "killed", cfg, read_folds(trained / "folds"), 0)
-    assert one_window.trained_metrics() is not None and not one_window.predictions_current()
+    test_files = read_json(run / "predictions.json")["test_files"]  # the same test files: only the TTA differs
+    assert one_window.trained_metrics() is not None and not one_window.predictions_current(test_files)
 
 
 def test_resuming_with_other_torch_threads_says_the_numbers_will_differ(trained, engine_cfg, monkeypatch, capsys):
@@ -326,9 +327,9 @@ def test_an_epoch_ending_in_a_partial_accumulation_counts_it(monkeypatch):
 
 
 def test_a_diverging_run_stops_naming_the_epoch_the_fold_and_lr(trained, engine_cfg):
-    """--lr 1e12: the weights the epoch's steps leave give NaN logits (it ended in a traceback of validation's
-    "probabilities must lie in [0, 1]")."""
-    became = "error: the validation loss became nan at epoch 1 of fold 0 of engine"
+    """--lr 1e12: the epoch's steps leave weights whose loss is infinite or NaN, in training or in validation (it
+    ended in a traceback of validation's "probabilities must lie in [0, 1]")."""
+    became = "error: the (training|validation) loss became (nan|inf) at epoch 1 of fold 0 of engine"
     match = rf"{became}: training diverged; lower lr \(now 1e\+12\) or set clip_grad \(now 1\)"
     with pytest.raises(SystemExit, match=match):
         train.main([*engine_cfg, "--lr", "1e12", "--runs-dir", "nan"])
