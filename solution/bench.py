@@ -12,11 +12,12 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from solution.benchmarks import data_cache, data_groups, data_hash, quality, stack, thresholds, train
+from solution.benchmarks import data_cache, data_groups, data_hash, epoch, quality, stack, thresholds, train
 from solution.core.cli import user_errors
 
 BENCHES: dict[str, tuple[Callable[[], dict[str, float]], ...]] = {
     "train": (train.run,),
+    "epoch": (epoch.run,),
     "data": (data_cache.run, data_hash.run),
     "duplicates": (data_groups.run,),
     "thresholds": (thresholds.run,),

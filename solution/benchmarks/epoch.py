@@ -1,0 +1,118 @@
+"""Where a demo fold's CPU time goes: ``python -m solution.bench epoch``.
+
+Trains fold 0 of each demo recipe for ``EPOCHS`` epochs on the demo's data (``python -m solution.synthetic``'s
+defaults) through the kit's own ``train_fold`` under cProfile, in the kit's layout (channels-last) and in
+the contiguous layout it used on the CPU before, and times a trainer's start in a subprocess.
+
+- ``epoch_<recipe>_seconds``: one training epoch in the kit's layout (the mean of ``EPOCHS``), and
+  ``epoch_<recipe>_<part>_seconds`` what each part of an epoch takes: ``model`` (forward and backward),
+  ``optimizer`` (the steps and the EMA), ``batch_transform`` (stain mixing, normalisation and the random flips,
+  on the device), ``validation`` (its forward passes), ``cutoffs`` (the fitted macro-F1), ``checkpoints``
+  (``last.pt`` and ``best.pt``) and ``logs`` (history and TensorBoard).
+- ``fold_<recipe>_<part>_seconds``, once per fold: ``cache`` (opening the pixel caches) and ``tta`` (the
+  fold's final d4 predictions of its validation and test images).
+- ``epoch_<recipe>_channels_last_speedup``: a training epoch's images/s channels-last over contiguous.
+- ``process_start_seconds``: ``import solution.train`` and the training loop in a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import pstats
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from solution.artifacts.folds import ensure_folds
+from solution.data.layout import open_dataset
+from solution.data.synthetic import generate
+from solution.training import loop
+from solution.training.config import load_config
+
+DEMO_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "demo"
+EPOCHS = 3
+KIT_DIR = str(Path(__file__).resolve().parents[1])
+
+# part -> (module file, function, the caller it is counted under; None: every call), from the profile's
+# cumulative times
+PARTS: dict[str, tuple[str, str, str | None]] = {
+    "optimizer": ("training/loop.py", "_update", "train_one_epoch"),
+    "batch_transform": ("data/batch.py", "__call__", "train_one_epoch"),
+    "validation": ("training/loop.py", "validate", None),
+    "cutoffs": ("scoring/thresholds.py", "fitted_macro_f1", "validate"),
+    "checkpoints": ("artifacts/runs.py", "save_state", None),
+    "logs": ("training/loop.py", "_end_of_epoch", None),
+    "cache": ("training/loop.py", "_open_train_cache", None),
+    "tta": ("training/loop.py", "_finish", None),
+}
+PER_FOLD = ("cache", "tta")
+
+
+def _cumulative(stats: dict[Any, Any], module: str, name: str, caller: str | None = None) -> float:
+    """Seconds spent in ``module``'s function ``name`` (a path under solution/), under the calls from ``caller``
+    only if given."""
+    total = 0.0
+    for (file, _, func), (_, _, _, cumulative, callers) in stats.items():
+        if func == name and file == f"{KIT_DIR}/{module}":
+            total += cumulative if caller is None else sum(c[3] for k, c in callers.items() if k[2] == caller)
+    return total
+
+
+def _profile_fold(config: Path, data: Path, folds_dir: Path, runs: Path, channels_last: int) -> dict[str, Any]:
+    """Train fold 0 of ``config`` under cProfile, in the given layout; its profile and history."""
+    cfg = replace(load_config(config), epochs=EPOCHS, num_workers=0)
+    dataset = open_dataset(data)
+    folds = ensure_folds(data, folds_dir, None, None, False)
+    real = loop.resolve_numerics
+    loop.resolve_numerics = lambda *a: replace(real(*a), channels_last=bool(channels_last))
+    profiler = cProfile.Profile()
+    try:
+        metrics = profiler.runcall(loop.train_fold, cfg, dataset, folds, 0, runs)
+    finally:
+        loop.resolve_numerics = real
+    return {"stats": pstats.Stats(profiler).stats, "history": metrics["history"]}  # type: ignore[attr-defined]
+
+
+def _figures(name: str, fold: dict[str, Any], contiguous: dict[str, Any]) -> dict[str, float]:
+    stats = fold["stats"]
+    parts = {part: _cumulative(stats, *where) for part, where in PARTS.items()}
+    parts["logs"] -= parts["checkpoints"]  # _end_of_epoch saves the checkpoints and writes the logs
+    parts["validation"] -= parts["cutoffs"]
+    epochs = _cumulative(stats, "training/loop.py", "train_one_epoch")
+    parts["model"] = epochs - parts["optimizer"] - parts["batch_transform"]
+    speed = [sum(h["images_per_s"] for h in f["history"]) / EPOCHS for f in (fold, contiguous)]
+    figures = {f"epoch_{name}_seconds": sum(h["seconds"] for h in fold["history"]) / EPOCHS}
+    for part, seconds in sorted(parts.items()):
+        once = part in PER_FOLD
+        figures[f"{'fold' if once else 'epoch'}_{name}_{part}_seconds"] = seconds if once else seconds / EPOCHS
+    figures[f"epoch_{name}_channels_last_speedup"] = speed[0] / speed[1]
+    return figures
+
+
+def _process_start() -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import solution.train, solution.training.loop"], check=True)
+    return time.perf_counter() - start
+
+
+def run() -> dict[str, float]:
+    """Profile fold 0 of every demo recipe in both layouts; print each part's share; the figures."""
+    figures: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="epoch-") as tmp:
+        work = Path(tmp)
+        data = generate(work / "data")
+        print(f"fold 0 of each demo recipe, {EPOCHS} epochs, {torch.get_num_threads()} torch threads")
+        for config in sorted(DEMO_CONFIGS.glob("*.yaml")):
+            kit, contiguous = (_profile_fold(config, data, work / "folds", work / f"runs{cl}", cl) for cl in (1, 0))
+            figures |= _figures(config.stem, kit, contiguous)
+    figures["process_start_seconds"] = _process_start()
+    print(f"{'figure':<48}{'value':>10}")
+    for name, value in figures.items():
+        print(f"{name:<48}{value:>10.3f}")
+    return figures
