@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 
 from solution.core.cli import add_oof_arg, user_errors
+from solution.offline.inference import predict_bundle
 from solution.training.config import overrides_from_args
 from solution.training.experiment import add_experiment_args, load_experiment, predict_experiment
 
@@ -58,23 +59,17 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"--bundle predicts with the configs it holds: of the overrides only --device applies, not {overrides}")
     with user_errors():
         if args.bundle is not None:
-            _predict_bundle(args, overrides.get("device"))
+            done = predict_bundle(args.bundle, args.data, args.out, args.table, args.cache_dir, overrides.get("device"))
+            what = "table of labels and scores" if done.table else "submission"
+            log.info(
+                f"wrote {done.out}: the {what} of {done.images} images ({done.mean_labels:.2f} labels per image; "
+                f"{done.manifest.source}, rule {done.manifest.rule})"
+            )
             return
         cfg, folds, dataset = load_experiment(args)
         out = predict_experiment(cfg, folds, dataset, args.runs_dir, args.oof_dir, args.redo)
         log.info(f"wrote {out}/oof.parquet, test.parquet, manifest.json")
 
-
-def _predict_bundle(args: argparse.Namespace, device: str | None) -> None:
-    # imported here: a bundle's stack loads LightGBM, which the folds' predictions (every train_folds.sh run) skip
-    from solution.offline.inference import predict_bundle
-
-    done = predict_bundle(args.bundle, args.data, args.out, args.table, args.cache_dir, device)
-    what = "table of labels and scores" if done.table else "submission"
-    log.info(
-        f"wrote {done.out}: the {what} of {done.images} images ({done.mean_labels:.2f} labels per image; "
-        f"{done.manifest.source}, rule {done.manifest.rule})"
-    )
 
 if __name__ == "__main__":
     main()

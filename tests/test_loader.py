@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from solution.data.augment import train_transform
 from solution.data.dataset import HpaDataset, augmentation_seed
 from solution.data.loader import cpu_share, make_loader
-from solution.data.transforms import train_transform
 
 WORKER_THREADS = """
 import sys, time

@@ -143,12 +143,22 @@ def test_the_ensemble_commands_start_without_torch_or_opencv(command):
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-500:]
 
 
+def test_prediction_starts_without_albumentations():
+    """Only training builds augmentation pipelines: predict's start (and the config's presets) skip the import."""
+    code = (
+        "import sys; import solution.predict\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'albumentations'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-500:]
+
+
 def test_importing_the_kit_never_asks_the_network():
     """albumentations looks for a newer release on import unless NO_ALBUMENTATIONS_UPDATE is set: the kit sets it."""
     code = (
         "import sys\nasked = []\n"
         "sys.addaudithook(lambda event, args: asked.append(args[0]) if event == 'urllib.Request' else None)\n"
-        "import solution.data.transforms\nprint(asked)"
+        "import solution.data.augment\nprint(asked)"
     )
     env = {k: v for k, v in os.environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True)

@@ -13,11 +13,11 @@ import torch
 from torch import nn
 
 from solution.core.errors import ConfigError
+from solution.data.augment import train_transform
 from solution.data.batch import BatchTransform
 from solution.data.channels import channel_matrix
 from solution.data.loader import make_loader
 from solution.data.stats import StainStats
-from solution.data.transforms import train_transform
 from solution.training import loop
 from solution.training.config import REGISTRIES, add_override_args, build_config
 from solution.training.distributed import Context, resolve_device

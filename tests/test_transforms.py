@@ -5,17 +5,12 @@ import pytest
 import torch
 
 from solution.core.errors import ConfigError
+from solution.data.augment import JitteredGridWarp, StainCLAHE, _linear_weights, train_transform
 from solution.data.batch import BatchTransform, fixed_crop, random_crops, random_dihedral
 from solution.data.channels import channel_matrix
 from solution.data.dataset import HpaDataset
 from solution.data.stats import StainStats
-from solution.data.transforms import (
-    AUGMENTATIONS,
-    JitteredGridWarp,
-    StainCLAHE,
-    _linear_weights,
-    train_transform,
-)
+from solution.data.transforms import AUGMENTATIONS
 
 
 def dihedral(image: np.ndarray) -> list[np.ndarray]:

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from solution.benchmarks import best_seconds
+from solution.data.augment import train_transform
 from solution.data.batch import BatchTransform
 from solution.data.cache import open_cache
 from solution.data.channels import channel_matrix
@@ -43,7 +44,7 @@ from solution.data.layout import open_dataset
 from solution.data.loader import make_loader
 from solution.data.stats import StainStats
 from solution.data.synthetic import generate
-from solution.data.transforms import AUGMENTATIONS, train_transform
+from solution.data.transforms import AUGMENTATIONS
 from solution.training import loop
 from solution.training.config import ExperimentConfig, build_config, load_config
 from solution.training.distributed import Context, resolve_device

@@ -14,14 +14,17 @@ Persistent workers keep their copy of the dataset across epochs, so the seed can
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-import albumentations as A
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from solution.core.classes import NUM_CLASSES
+
+if TYPE_CHECKING:
+    import albumentations as A  # the transform's type: only training builds one (solution.data.augment)
 
 try:
     import threadpoolctl  # scikit-learn's dependency: sets the BLAS libraries' threads

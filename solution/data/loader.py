@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import albumentations as A
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler, SequentialSampler
 
 from solution.data.dataset import HpaDataset, Images, init_worker
+
+if TYPE_CHECKING:
+    import albumentations as A  # the transform's type: only training builds one (solution.data.augment)
 
 
 class EpochSampler(Sampler[tuple[int, int]]):

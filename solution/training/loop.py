@@ -45,6 +45,7 @@ from solution.artifacts.folds import Folds, open_extras
 from solution.artifacts.runs import FoldRun
 from solution.core.errors import ConfigError
 from solution.core.fileio import exclusive
+from solution.data.augment import train_transform
 from solution.data.batch import BatchTransform
 from solution.data.cache import load_images, make_plan, open_cache, open_plan
 from solution.data.channels import channel_matrix
@@ -53,7 +54,7 @@ from solution.data.layout import Dataset
 from solution.data.loader import EpochSampler, cpu_share, make_loader
 from solution.data.sampler import oversampling_sampler
 from solution.data.stats import StainStats
-from solution.data.transforms import AUGMENTATIONS, train_transform
+from solution.data.transforms import AUGMENTATIONS
 from solution.scoring import thresholds
 from solution.scoring.metrics import macro_f1
 from solution.training.config import ExperimentConfig, save_config
