@@ -36,6 +36,7 @@ from solution.training import loop
 from solution.training.config import load_config
 
 DEMO_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "demo"
+DEMO_DATA: dict[str, int] = {}  # python -m solution.synthetic's defaults: the demo's data
 EPOCHS = 3
 KIT_DIR = str(Path(__file__).resolve().parents[1])
 
@@ -106,7 +107,7 @@ def run() -> dict[str, float]:
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="epoch-") as tmp:
         work = Path(tmp)
-        data = generate(work / "data")
+        data = generate(work / "data", **DEMO_DATA)
         print(f"fold 0 of each demo recipe, {EPOCHS} epochs, {torch.get_num_threads()} torch threads")
         for config in sorted(DEMO_CONFIGS.glob("*.yaml")):
             kit, contiguous = (_profile_fold(config, data, work / "folds", work / f"runs{cl}", cl) for cl in (1, 0))
