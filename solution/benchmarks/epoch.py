@@ -36,7 +36,7 @@ from solution.training import loop
 from solution.training.config import load_config
 
 DEMO_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "demo"
-DEMO_DATA: dict[str, int] = {}  # python -m solution.synthetic's defaults: the demo's data
+DEMO_DATA: dict[str, Any] = {}  # python -m solution.synthetic's defaults: the demo's data
 EPOCHS = 3
 KIT_DIR = str(Path(__file__).resolve().parents[1])
 
