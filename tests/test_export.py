@@ -3,8 +3,6 @@ writes it again, byte for byte, in a folder holding only the bundle and the data
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,19 +16,13 @@ from solution.ensemble.offline import Recipe
 
 # Each pick exported: a single experiment, a blend fitted on the OOF labels, the stack.
 PICKS = {"single": "tiny_effnet", "blend": "hill_climb", "stack": "stack"}
-PREDICT = """
-import sys
-from solution import predict
-for name in {picks!r}:
-    predict.main(["--bundle", f"bundles/{{name}}", "--data", "data", "--out", f"{{name}}.csv"])
-predict.main(["--bundle", "bundles/single", "--data", "images", "--out", "table.csv"])
-"""
 
 
 @pytest.fixture(scope="module")
 def offline(trained_master, tiny_dataset_master, tmp_path_factory):
     """The trained folder with a submission and a bundle per pick, and a fresh folder (bundles, a copy of the data,
-    and its test images alone) in which a subprocess predicted each bundle once."""
+    and its test images alone) in which each bundle was predicted once, with no runs/, oof/, folds/ or cache/
+    around."""
     root = tmp_path_factory.mktemp("offline")
     work = Path(shutil.copytree(trained_master, root / "work"))
     with pytest.MonkeyPatch.context() as patch:
@@ -42,8 +34,11 @@ def offline(trained_master, tiny_dataset_master, tmp_path_factory):
     fresh = root / "fresh"
     shutil.copytree(tiny_dataset_master, fresh / "data")
     shutil.copytree(tiny_dataset_master / "test", fresh / "images" / "test")
-    code = PREDICT.format(picks=list(PICKS))
-    subprocess.run([sys.executable, "-c", code], cwd=fresh, check=True, capture_output=True, text=True, timeout=300)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(fresh)
+        for name in PICKS:
+            predict.main(["--bundle", f"bundles/{name}", "--data", "data", "--out", f"{name}.csv"])
+        predict.main(["--bundle", "bundles/single", "--data", "images", "--out", "table.csv"])
     return work, fresh
 
 
