@@ -1,5 +1,6 @@
 import os
 import shutil
+import signal
 import struct
 import zlib
 from collections.abc import Callable
@@ -113,6 +114,13 @@ def png_header_only(width: int, height: int) -> bytes:
         + chunk(b"IDAT", zlib.compress(bytes(width + 1)))
         + chunk(b"IEND", b"")
     )
+
+
+def ctrl_c_enabled() -> None:
+    """A ``preexec_fn`` for a child that a test sends SIGINT: the default disposition, as in a user's terminal. A
+    shell that starts a job in the background (``cmd &``, as some CI runners do) starts it with SIGINT ignored,
+    the ignore is inherited through exec, and then neither Python nor bash can catch a Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

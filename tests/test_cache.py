@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import ctrl_c_enabled
 
 from solution import cache as cache_command
 from solution.core.errors import DatasetError
@@ -389,7 +390,9 @@ def test_ctrl_c_ends_a_build_at_once_in_one_line_and_a_rerun_finishes_it(ds, cac
     os.mkfifo(stuck)
     argv = ["--data", str(ds.root), "--size", str(SIZE), "--cache-dir", str(cache_dir), "--workers", workers]
     cmd = [sys.executable, "-m", "solution.cache", *argv, "--splits", "train"]
-    run = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    run = subprocess.Popen(
+        cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=ctrl_c_enabled
+    )
     try:
         p = plan(ds, cache_dir)
         for _ in range(600):  # until the build is under way

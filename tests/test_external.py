@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import png_header_only
+from conftest import ctrl_c_enabled, png_header_only
 
 from solution.core.errors import DatasetError
 from solution.data.external import download, read_list
@@ -264,7 +264,8 @@ def test_ctrl_c_stops_at_once_keeps_what_finished_and_a_rerun_resumes(server, tm
     argv = ["--csv", str(write_list(tmp_path / "list.csv", ids)), "--out", str(out), "--size", str(SIZE)]
     argv += ["--base-url", server.base_url, "--workers", "4"]
     code = f"from solution.external import main; main({argv!r})"
-    run = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    cmd = [sys.executable, "-c", code]
+    run = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_enabled)
     try:
         for _ in range(600):  # until the seven quick stains are written and the slow one is under way
             if server.requests[slow] and len(list((out / "train").glob("*.png"))) == 7:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import ctrl_c_enabled
 
 from solution import train
 from solution.core.fileio import exclusive
@@ -57,7 +58,9 @@ def test_a_signal_to_the_script_ends_its_trainers_and_a_rerun_resumes(tiny_datas
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     cmd = ["bash", str(SCRIPT), "--data", str(tiny_dataset), "--jobs", str(jobs), "configs/long.yaml"]
     with open(tmp_path / "stderr.txt", "w") as stderr:  # a pipe would wait for every process that holds it
-        script = subprocess.Popen(cmd, cwd=tmp_path, env=env, start_new_session=True, stderr=stderr)
+        script = subprocess.Popen(
+            cmd, cwd=tmp_path, env=env, start_new_session=True, stderr=stderr, preexec_fn=ctrl_c_enabled
+        )
     holders: dict[Path, int] = {}
     try:
         holders = _lock_holders(script, tmp_path / "runs" / "long", jobs)
