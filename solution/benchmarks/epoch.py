@@ -26,14 +26,16 @@ import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import torch
 
-from solution.artifacts.folds import ensure_folds
-from solution.data.layout import open_dataset
+from solution.artifacts.folds import Folds, ensure_folds
+from solution.data.layout import Dataset, open_dataset
 from solution.data.synthetic import generate
 from solution.training import loop
-from solution.training.config import load_config
+from solution.training.config import ExperimentConfig, load_config
+from solution.training.numerics import Numerics
 
 DEMO_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "demo"
 DEMO_DATA: dict[str, Any] = {}  # python -m solution.synthetic's defaults: the demo's data
@@ -65,18 +67,16 @@ def _cumulative(stats: dict[Any, Any], module: str, name: str, caller: str | Non
     return total
 
 
-def _profile_fold(config: Path, data: Path, folds_dir: Path, runs: Path, channels_last: int) -> dict[str, Any]:
-    """Train fold 0 of ``config`` under cProfile, in the given layout; its profile and history."""
-    cfg = replace(load_config(config), epochs=EPOCHS, num_workers=0)
-    dataset = open_dataset(data)
-    folds = ensure_folds(data, folds_dir, None, None, False)
+def _profile_fold(cfg: ExperimentConfig, dataset: Dataset, folds: Folds, runs: Path, channels_last: bool) -> dict:
+    """Train fold 0 of ``cfg`` under cProfile, in the given layout; its profile and history."""
     real = loop.resolve_numerics
-    loop.resolve_numerics = lambda *a: replace(real(*a), channels_last=bool(channels_last))
+
+    def in_layout(*args: Any) -> Numerics:
+        return replace(real(*args), channels_last=channels_last)
+
     profiler = cProfile.Profile()
-    try:
+    with mock.patch.object(loop, "resolve_numerics", in_layout):
         metrics = profiler.runcall(loop.train_fold, cfg, dataset, folds, 0, runs)
-    finally:
-        loop.resolve_numerics = real
     return {"stats": pstats.Stats(profiler).stats, "history": metrics["history"]}  # type: ignore[attr-defined]
 
 
@@ -108,9 +108,14 @@ def run() -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="epoch-") as tmp:
         work = Path(tmp)
         data = generate(work / "data", **DEMO_DATA)
+        dataset, folds = open_dataset(data), ensure_folds(data, work / "folds", None, None, False)
         print(f"fold 0 of each demo recipe, {EPOCHS} epochs, {torch.get_num_threads()} torch threads")
         for config in sorted(DEMO_CONFIGS.glob("*.yaml")):
-            kit, contiguous = (_profile_fold(config, data, work / "folds", work / f"runs{cl}", cl) for cl in (1, 0))
+            cfg = replace(load_config(config), epochs=EPOCHS, num_workers=0)
+            kit, contiguous = (
+                _profile_fold(cfg, dataset, folds, work / layout, layout == "channels_last")
+                for layout in ("channels_last", "contiguous")
+            )
             figures |= _figures(config.stem, kit, contiguous)
     figures["process_start_seconds"] = _process_start()
     print(f"{'figure':<48}{'value':>10}")
