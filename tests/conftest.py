@@ -1,3 +1,4 @@
+import gc
 import os
 import shutil
 import signal
@@ -15,6 +16,10 @@ from solution.artifacts.submissions import Sidecar
 from solution.core.fileio import exclusive
 
 os.environ.setdefault("TQDM_DISABLE", "1")
+# As in a command's start (solution.core.startup): the test modules' imports run without the cyclic garbage
+# collector, and what they made is frozen once they are collected, so that no collection during the tests, nor
+# the one at the process's exit, traverses torch's and timm's million objects again.
+gc.disable()
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # pytest-xdist workers share the cores: each with torch's and OpenCV's full thread pools, their
     # threads would outnumber the cores and wait on one another.
@@ -121,6 +126,15 @@ def ctrl_c_enabled() -> None:
     shell that starts a job in the background (``cmd &``, as some CI runners do) starts it with SIGINT ignored,
     the ignore is inherited through exec, and then neither Python nor bash can catch a Ctrl-C."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    gc.freeze()
+    gc.enable()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    gc.freeze()  # what the tests left alive: the exit's collection skips it too
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -11,7 +11,8 @@ import sys
 import pytest
 
 DRIVER = """
-import runpy, sys, traceback
+import gc, runpy, sys, traceback
+gc.disable()  # the entry points' imports without the collector, as in a command's start (solution.core.startup)
 for module, *args in CASES:
     sys.argv = [module, *args]
     try:

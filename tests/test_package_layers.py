@@ -83,7 +83,12 @@ def test_a_library_module_imports_only_the_layers_of_its_row(name):
 @pytest.mark.parametrize("command", COMMANDS)
 def test_a_command_has_a_main_and_imports_no_other_command(command):
     tree = ast.parse(MODULES[f"solution.{command}"].read_text())
-    assert any(isinstance(n, ast.FunctionDef) and n.name == "main" for n in tree.body), f"{command} has no main()"
+    main = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main"]
+    assert main, f"{command} has no main()"
+    # its work runs in user_errors(), which also ends the command's start (solution.core.startup)
+    assert any(
+        isinstance(n, ast.With) and ast.unparse(n.items[0].context_expr) == "user_errors()" for n in ast.walk(main[0])
+    ), f"{command}'s main() does not enter user_errors()"
     assert 'if __name__ == "__main__":\n    main()' in MODULES[f"solution.{command}"].read_text(), (
         f"{command} never runs"
     )

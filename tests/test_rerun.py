@@ -50,9 +50,12 @@ def test_same_seed_gives_identical_folds_predictions_cutoffs_and_submission(tiny
 
 
 KILLER = """
-import importlib, os, runpy, signal, sys
+import gc, importlib, os, runpy, signal, sys
 module, args, targets = sys.argv[1], sys.argv[2:-1], [int(t) for t in sys.argv[-1].split(",")]
+gc.disable()  # as in a command's start (solution.core.startup), and frozen before the forks, as gc.freeze advises
 importlib.import_module(module)  # the imports are paid once; each run below is a fork that reuses them
+gc.freeze()
+gc.enable()
 for target in targets:
     pid = os.fork()
     if pid == 0:

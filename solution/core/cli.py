@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from solution.core import startup
 from solution.core.errors import Interrupted, KitError
 from solution.core.workspace import FOLDS_DIR, OOF_DIR
 
@@ -45,7 +46,8 @@ def setup_logging() -> None:
 def user_errors() -> Iterator[None]:
     """Turn a ``KitError`` (or an ``OSError`` of the machine: disk full, no permission) into
     ``error: <message>`` on stderr and exit status 1, an ``Interrupted`` into its message and status 130 (a
-    shell's for Ctrl-C)."""
+    shell's for Ctrl-C). Entering it ends a command's start: the garbage collector resumes (``core.startup``)."""
+    startup.resume()
     setup_logging()
     try:
         yield
