@@ -15,6 +15,8 @@ from conftest import ctrl_c_enabled
 
 from solution import train
 from solution.core.fileio import exclusive
+from solution.core.workspace import CACHE_DIR
+from solution.data.cache import LOCK_FILE
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_folds.sh"
 CONFIG = "backbone: test_resnet\nimage_size: 32\nbatch_size: 8\nepochs: 1\naugment: flips\ntta: none\nnum_workers: 0\n"
@@ -52,25 +54,29 @@ def _lock_holders(script: subprocess.Popen, runs: Path, count: int) -> dict[Path
     "jobs, sig, to_group", [(2, signal.SIGTERM, False), (1, signal.SIGTERM, False), (2, signal.SIGINT, True)]
 )
 def test_a_signal_to_the_script_ends_its_trainers_and_a_rerun_resumes(tiny_dataset, tmp_path, jobs, sig, to_group):
-    """TERM to the script, or Ctrl-C (INT to its process group): no trainer is left holding its fold."""
+    """TERM to the script, or Ctrl-C (INT to its process group): no trainer is left holding its fold.
+
+    The test holds the pixel cache's build lock: each trainer takes its fold's lock, then waits there for the
+    cache, so all of them hold their folds at once, however their starts spread, when the signal comes."""
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "long.yaml").write_text(CONFIG)
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     cmd = ["bash", str(SCRIPT), "--data", str(tiny_dataset), "--jobs", str(jobs), "configs/long.yaml"]
-    with open(tmp_path / "stderr.txt", "w") as stderr:  # a pipe would wait for every process that holds it
-        script = subprocess.Popen(
-            cmd, cwd=tmp_path, env=env, start_new_session=True, stderr=stderr, preexec_fn=ctrl_c_enabled
-        )
     holders: dict[Path, int] = {}
-    try:
-        holders = _lock_holders(script, tmp_path / "runs" / "long", jobs)
-        os.killpg(script.pid, sig) if to_group else script.send_signal(sig)
-        script.wait(timeout=60)
-        left = [pid for pid in holders.values() if _running(pid)]
-    finally:
-        for pid in [script.pid, *holders.values()]:
-            if _running(pid):
-                os.kill(pid, signal.SIGKILL)  # what a failing run would leave behind
+    with exclusive(tmp_path / CACHE_DIR / LOCK_FILE, "the pixel cache, held by the test"):
+        with open(tmp_path / "stderr.txt", "w") as stderr:  # a pipe would wait for every process that holds it
+            script = subprocess.Popen(
+                cmd, cwd=tmp_path, env=env, start_new_session=True, stderr=stderr, preexec_fn=ctrl_c_enabled
+            )
+        try:
+            holders = _lock_holders(script, tmp_path / "runs" / "long", jobs)
+            os.killpg(script.pid, sig) if to_group else script.send_signal(sig)
+            script.wait(timeout=60)
+            left = [pid for pid in holders.values() if _running(pid)]
+        finally:
+            for pid in [script.pid, *holders.values()]:
+                if _running(pid):
+                    os.kill(pid, signal.SIGKILL)  # what a failing run would leave behind
     assert not [pid for pid in left if _running(pid)]
     for lock in holders:
         with exclusive(lock, "the fold", wait=False):  # the next run's trainer takes it
