@@ -30,3 +30,6 @@ def test_the_epoch_bench_splits_a_fold_into_its_parts(tmp_path: Path, monkeypatc
     per_epoch = sum(figures[f"epoch_tiny_{p}_seconds"] for p in ("model", "optimizer", "batch_transform"))
     assert per_epoch == pytest.approx(figures["epoch_tiny_seconds"], rel=0.5)  # the profile's split of an epoch
     assert figures["epoch_tiny_channels_last_speedup"] > 0 and figures["process_start_seconds"] > 0
+    assert figures["process_start_speedup"] == pytest.approx(
+        figures["process_start_collector_on_seconds"] / figures["process_start_seconds"], rel=1e-3
+    )
