@@ -139,8 +139,8 @@ def test_no_import_cycle():
 @pytest.mark.parametrize("command", ["make_submission", "stack", "report"])
 def test_the_ensemble_commands_start_without_torch_or_opencv(command):
     """Their ``--help`` (every import they make) loads neither torch nor OpenCV: they start in about a second."""
-    code = (
-        f"import sys; sys.argv = ['x', '--help']; import solution.{command} as c\n"
+    code = (  # the collector off while it imports, as in the command's own start (solution.core.startup)
+        f"import gc, sys; gc.disable(); sys.argv = ['x', '--help']; import solution.{command} as c\n"
         "try:\n    c.main()\nexcept SystemExit:\n    pass\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'cv2', 'timm', 'albumentations'}))"
     )
@@ -165,7 +165,7 @@ def test_prediction_starts_without_albumentations():
 def test_importing_the_kit_never_asks_the_network():
     """albumentations looks for a newer release on import unless NO_ALBUMENTATIONS_UPDATE is set: the kit sets it."""
     code = (
-        "import sys\nasked = []\n"
+        "import gc, sys\ngc.disable()\nasked = []\n"
         "sys.addaudithook(lambda event, args: asked.append(args[0]) if event == 'urllib.Request' else None)\n"
         "import solution.data.augment\nprint(asked)"
     )

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from conftest import ctrl_c_enabled
 
-from solution import train
+from solution import folds, train
 from solution.core.fileio import exclusive
 from solution.core.workspace import CACHE_DIR
 from solution.data.cache import LOCK_FILE
@@ -57,9 +57,11 @@ def test_a_signal_to_the_script_ends_its_trainers_and_a_rerun_resumes(tiny_datas
     """TERM to the script, or Ctrl-C (INT to its process group): no trainer is left holding its fold.
 
     The test holds the pixel cache's build lock: each trainer takes its fold's lock, then waits there for the
-    cache, so all of them hold their folds at once, however their starts spread, when the signal comes."""
+    cache, so all of them hold their folds at once, however their starts spread, when the signal comes. The folds
+    are made beforehand, in this process: the script's folds stage finds and keeps them."""
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "long.yaml").write_text(CONFIG)
+    folds.main(["--data", str(tiny_dataset), "--out", str(tmp_path / "folds")])
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     cmd = ["bash", str(SCRIPT), "--data", str(tiny_dataset), "--jobs", str(jobs), "configs/long.yaml"]
     holders: dict[Path, int] = {}
