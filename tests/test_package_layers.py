@@ -148,18 +148,33 @@ def test_the_ensemble_commands_start_without_torch_or_opencv(command):
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-500:]
 
 
-def test_prediction_starts_without_albumentations():
-    """Only training builds augmentation pipelines (``solution.data.augment``): no module that ``predict`` loads
-    imports albumentations (the config names the presets, ``solution.data.transforms``, without it)."""
-    loaded, todo = set(), ["solution.predict"]
+def kit_modules_loaded_by(name: str) -> set[str]:
+    """The kit's modules that importing ``name`` loads, itself included (read from their top-level imports)."""
+    loaded, todo = set(), [name]
     while todo:
         name = todo.pop()
         if name not in loaded:
             loaded.add(name)
             todo += [m for m in kit_imports(MODULES[name]) if m in MODULES]
+    return loaded
+
+
+def test_prediction_starts_without_albumentations():
+    """Only training builds augmentation pipelines (``solution.data.augment``): no module that ``predict`` loads
+    imports albumentations (the config names the presets, ``solution.data.transforms``, without it)."""
+    loaded = kit_modules_loaded_by("solution.predict")
     assert {"solution.training.config", "solution.data.transforms"} <= loaded
     assert [m for m in loaded if "albumentations" in top_level_imports(MODULES[m])] == []
     assert "albumentations" in top_level_imports(MODULES["solution.data.augment"])
+
+
+@pytest.mark.parametrize("command", ["predict", "stack"])
+def test_prediction_and_the_stack_start_without_lightgbm(command):
+    """LightGBM (with scikit-learn and SciPy) is imported by the functions that fit or read boosters
+    (``solution.ensemble``), not at the top of any module ``predict`` or ``stack`` loads."""
+    loaded = kit_modules_loaded_by(f"solution.{command}")
+    assert "solution.ensemble.stacking" in loaded
+    assert [m for m in loaded if "lightgbm" in top_level_imports(MODULES[m])] == []
 
 
 def test_importing_the_kit_never_asks_the_network():

@@ -19,8 +19,8 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import lightgbm as lgb
 import numpy as np
 
 from solution.artifacts import bundle as files
@@ -44,6 +44,9 @@ from solution.core.tables import read_labels_csv
 from solution.core.workspace import DUPLICATES_FILE, STACK_NAME, SUBMISSIONS_DIR
 from solution.ensemble import blend, stacking, twins
 from solution.scoring import thresholds
+
+if TYPE_CHECKING:
+    import lightgbm as lgb  # imported where boosters are read, as in ``stacking``
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,8 @@ def read_recipe(bundle: Path) -> Recipe:
         oofs.append(align(read_probs_file(path), ids, str(path))[list(PROB_COLUMNS)].to_numpy(np.float32))
     boosters = {}
     if manifest.stack is not None:
+        import lightgbm as lgb  # see the imports
+
         recipe = manifest.stack
         boosters = {
             c: [lgb.Booster(model_file=files.booster_path(bundle, c, k)) for k in range(recipe.n_folds)]
@@ -176,6 +181,8 @@ def _post_processing(sidecar: Sidecar, csv: Path, loaded: Aligned, folds_dir: Pa
 def _gather(
     csv: Path, sidecar: Sidecar, oof_dir: Path, folds_dir: Path, runs_dir: Path, data_dir: Path | None
 ) -> Export:
+    import lightgbm as lgb  # see the imports
+
     names = _inputs(sidecar, oof_dir)
     loaded = load_aligned(names, oof_dir, folds_dir, data_dir)
     if loaded.folds.hash != sidecar.folds_hash:

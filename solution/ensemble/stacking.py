@@ -25,8 +25,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import lightgbm as lgb
 import numpy as np
 
 from solution.artifacts.oof import Manifest, list_experiments, load_aligned, probs_frame, write_predictions
@@ -36,6 +36,11 @@ from solution.core.registry import Registry
 from solution.core.workspace import STACK_NAME
 from solution.scoring.metrics import macro_f1
 from solution.scoring.thresholds import fitted_macro_f1
+
+if TYPE_CHECKING:
+    # LightGBM, with scikit-learn and SciPy, takes most of a second to import: the functions that fit or read
+    # boosters import it, so that ``predict`` (without a stack) and ``stack --help`` start without it.
+    import lightgbm as lgb
 
 LGB_PARAMS: dict = {
     "objective": "binary",
@@ -96,6 +101,8 @@ def _early_stop_rows(train_rows: np.ndarray, seed: int) -> tuple[np.ndarray, np.
 
 
 def _fit_fold(data: lgb.Dataset, fit_rows: np.ndarray, stop_rows: np.ndarray, params: dict) -> lgb.Booster:
+    import lightgbm as lgb  # see the imports
+
     train = data.subset(fit_rows.tolist())
     valid = data.subset(stop_rows.tolist())
     return lgb.train(
@@ -149,6 +156,8 @@ def stack(
     n_classes, n_folds = labels.shape[1], int(fold.max()) + 1
     oof = oof_probs.mean(axis=0).astype(np.float32)
     fallback = [c for c in range(n_classes) if labels[:, c].sum() < mean_below]
+    import lightgbm as lgb  # see the imports
+
     params = {**LGB_PARAMS, "seed": seed, "num_threads": n_jobs}
     shared_oof = make(oof_probs, 0) if features in SHARED_ACROSS_CLASSES else None  # one matrix for every class
     shared_data = (
