@@ -20,7 +20,9 @@ def test_the_epoch_bench_splits_a_fold_into_its_parts(tmp_path: Path, monkeypatc
     monkeypatch.setattr(epoch, "DEMO_CONFIGS", tmp_path)
     monkeypatch.setattr(epoch, "DEMO_DATA", {"n_train": 40, "n_test": 12, "size": 32})
     monkeypatch.setattr(epoch, "EPOCHS", 2)
+    monkeypatch.chdir(tmp_path)
     bench.main(["epoch"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"]  # its caches went with its folder
     figures = {k: float(v) for k, v in re.findall(r"^(\w+)=(\S+)$", capsys.readouterr().out, re.MULTILINE)}
     parts = ["batch_transform", "checkpoints", "cutoffs", "logs", "model", "optimizer", "validation"]
     assert {f"epoch_tiny_{p}_seconds" for p in parts} | {"fold_tiny_cache_seconds", "fold_tiny_tta_seconds"} <= set(

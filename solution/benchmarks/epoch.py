@@ -20,6 +20,7 @@ the contiguous layout it used on the CPU before, and times a trainer's start in 
 
 from __future__ import annotations
 
+import contextlib
 import cProfile
 import pstats
 import subprocess
@@ -123,7 +124,8 @@ def _process_start() -> dict[str, float]:
 def run() -> dict[str, float]:
     """Profile fold 0 of every demo recipe in both layouts; print each part's share; the figures."""
     figures: dict[str, float] = {}
-    with tempfile.TemporaryDirectory(prefix="epoch-") as tmp:
+    # in its own folder: the folds' pixel caches (the workspace's cache/) go with it, not to the caller's folder
+    with tempfile.TemporaryDirectory(prefix="epoch-") as tmp, contextlib.chdir(tmp):
         work = Path(tmp)
         data = generate(work / "data", **DEMO_DATA)
         dataset, folds = open_dataset(data), ensure_folds(data, work / "folds", None, None, False)
