@@ -6,11 +6,13 @@ the process ends. The collector would traverse them again and again while they a
 ``pause_for_imports`` (called by ``solution/__init__``, before any of those imports) turns the collector off, and
 ``resume`` (called by ``cli.user_errors``, which every command's ``main`` enters once its imports are done) moves
 everything alive into the collector's permanent generation, which it never traverses, and turns it back on.
+A command that ends before its work (``--help``, a bad option) freezes at exit instead, for the same reason.
 Elsewhere (the kit imported as a library, the test suite, a loader worker) neither changes anything.
 """
 
 from __future__ import annotations
 
+import atexit
 import gc
 import sys
 
@@ -33,6 +35,14 @@ def pause_for_imports() -> None:
     if module is not None and module.split(".")[0] == "solution" and gc.isenabled():
         gc.disable()
         _paused = True
+        atexit.register(_exit_before_resume)
+
+
+def _exit_before_resume() -> None:
+    """At the exit of a command that never resumed (it did no work): the interpreter's last collections, which
+    run even with the collector off, skip what the imports made."""
+    if _paused:
+        gc.freeze()
 
 
 def resume() -> None:
