@@ -14,6 +14,9 @@ if [[ ! -f "$STAMP" ]]; then
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
     "$VENV/bin/python" -m pip install --quiet -e "$ROOT[dev]"
     rm -f "$VENV"/.installed-*
+    # numba's kernels, compiled into numba's cache once here instead of by each first process to use them
+    "$VENV/bin/python" -c "from solution.data import duplicates; from solution.scoring import thresholds
+duplicates.compile_kernels(); thresholds.compile_kernels()"
     touch "$STAMP"
 fi
 # The kit's own bytecode, even where PYTHONDONTWRITEBYTECODE is set (an editable install is never compiled):

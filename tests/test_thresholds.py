@@ -1,3 +1,8 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -5,6 +10,8 @@ from solution.core.errors import ConfigError
 from solution.scoring import thresholds
 from solution.scoring.metrics import f1_per_class, macro_f1
 from solution.scoring.thresholds import RULES, RuleInput, RuleOptions
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def brute_force_f1(p: np.ndarray, y: np.ndarray) -> float:
@@ -309,3 +316,42 @@ def test_take_rows_equals_a_fresh_input_and_shares_the_test_sort():
 def test_bad_rule_config_is_a_config_error(make, match):
     with pytest.raises(ConfigError, match=match):
         make()
+
+
+AFTER_SETUP = """
+import json
+import numba
+import numpy as np
+from solution.data import duplicates
+from solution.scoring import thresholds
+duplicates.compile_kernels()
+thresholds.compile_kernels()
+kernels = {f"{module.__name__}.{name}": kernel for module in (duplicates, thresholds)
+           for name, kernel in vars(module).items() if isinstance(kernel, numba.core.dispatcher.Dispatcher)}
+ready = {name: list(kernel.signatures) for name, kernel in kernels.items()}
+rng = np.random.default_rng(1)
+probs = rng.random((60, 28)).astype(np.float32)
+for labels in (probs > 0.8, (probs > 0.8).astype(np.int64)):
+    for rule in thresholds.RULES:
+        for options in (thresholds.RuleOptions(), thresholds.RuleOptions(shrink=0.5, global_below=3, bag=2)):
+            thresholds.fit_rule(rule, thresholds.RuleInput(probs, labels, probs[:20]), options)
+    thresholds.fitted_macro_f1(probs, labels)
+    thresholds.fit(probs[:, :1], labels[:, :1])
+duplicates.find_pairs(rng.integers(0, 2**63, (50, 8), dtype=np.uint64))
+print(json.dumps({
+    "top_level": sorted(name for name, signatures in ready.items() if signatures),
+    "compiled_later": {name: [str(s) for s in kernel.signatures if s not in ready[name]]
+                       for name, kernel in kernels.items() if list(kernel.signatures) != ready[name]},
+}))
+"""
+
+
+def test_after_setup_compiles_the_numba_kernels_the_kit_compiles_none():
+    """scripts/setup.sh runs both modules' compile_kernels at install; afterwards every rule, the fitted score
+    and the pair search, on labels given as bool or int64, find each kernel they call ready (none compiles
+    at a process's first fit: seconds per process)."""
+    assert "duplicates.compile_kernels(); thresholds.compile_kernels()" in (ROOT / "scripts" / "setup.sh").read_text()
+    run = subprocess.run([sys.executable, "-c", AFTER_SETUP], capture_output=True, text=True, check=True)
+    found = json.loads(run.stdout)
+    assert {"solution.data.duplicates._search", "solution.scoring.thresholds._count_above"} <= set(found["top_level"])
+    assert found["compiled_later"] == {}, found

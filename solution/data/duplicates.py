@@ -288,6 +288,12 @@ def find_pairs(
     return a[first], b[first], d[first]
 
 
+def compile_kernels() -> None:
+    """Compile the pair search's numba kernels, or load them from numba's cache: setup runs it at install, as
+    ``solution.scoring.thresholds.compile_kernels``."""
+    find_pairs(np.arange(8, dtype=np.uint64).reshape(4, 2))
+
+
 def linked_groups(n: int, a: np.ndarray, b: np.ndarray, strength: np.ndarray) -> np.ndarray:
     """Group (0, 1, ...) of each of n images by complete linkage of the twin pairs (a, b), strongest first;
     -1 for an image in no group.

@@ -571,3 +571,15 @@ def fit_rule(rule: str, data: RuleInput, options: RuleOptions = RuleOptions()) -
     shared = data.global_fit[0]
     cutoffs = np.where(data.oof_binned.n_pos < options.global_below, shared, cutoffs)
     return (1.0 - options.shrink) * cutoffs + options.shrink * shared
+
+
+def compile_kernels() -> None:
+    """Compile the numba kernels of every rule for what the kit passes (0/1 labels as bool or int64, one class
+    or several), or load them from numba's cache. Setup runs it at install (scripts/setup.sh), so that no
+    command's first fit, nor each of the test suite's processes, pays the compile: seconds per process."""
+    probs = np.random.default_rng(0).random((16, 4))
+    for columns in (probs, probs[:, :1]):
+        for labels in (columns > 0.5, (columns > 0.5).astype(np.int64)):
+            data = RuleInput(columns, labels, columns)
+            for rule in RULES:
+                fit_rule(rule, data)
