@@ -149,7 +149,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     gc.freeze()  # what the tests left alive: the exit's collection skips it too
 
 
-# The files that take longest, longest first (BENCHMARKS.md, "Test suite"); the others follow in their order.
+# The files that take longest (wall time, BENCHMARKS.md, "The test suite"), longest first: the files that mostly wait
+# (on a timeout, a subprocess) then overlap the other worker's work instead of ending the run. The rest follow.
 LONGEST_FILES = (
     "test_parallel_folds.py",
     "test_training.py",
@@ -162,6 +163,11 @@ LONGEST_FILES = (
     "test_entry_points.py",
     "test_report.py",
     "test_loader.py",
+    "test_stack.py",
+    "test_upload.py",
+    "test_external.py",
+    "test_pipeline.py",
+    "test_export.py",
 )
 
 
