@@ -35,16 +35,16 @@ from unittest import mock
 import torch
 
 from solution.artifacts.folds import Folds, ensure_folds
+from solution.core.workspace import DEMO_CONFIGS
 from solution.data.layout import Dataset, open_dataset
 from solution.data.synthetic import generate
 from solution.training import loop
 from solution.training.config import ExperimentConfig, load_config
 from solution.training.numerics import Numerics
 
-DEMO_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "demo"
 DEMO_DATA: dict[str, Any] = {}  # python -m solution.synthetic's defaults: the demo's data
 EPOCHS = 3
-KIT_DIR = str(Path(__file__).resolve().parents[1])
+PACKAGE_DIR = str(Path(__file__).resolve().parents[1])  # solution/: the profile names its files by path
 
 # part -> (module file, function, the caller it is counted under; None: every call), from the profile's
 # cumulative times
@@ -66,7 +66,7 @@ def _cumulative(stats: dict[Any, Any], module: str, name: str, caller: str | Non
     only if given."""
     total = 0.0
     for (file, _, func), (_, _, _, cumulative, callers) in stats.items():
-        if func == name and file == f"{KIT_DIR}/{module}":
+        if func == name and file == f"{PACKAGE_DIR}/{module}":
             total += cumulative if caller is None else sum(c[3] for k, c in callers.items() if k[2] == caller)
     return total
 

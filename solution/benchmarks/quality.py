@@ -24,9 +24,8 @@ from pathlib import Path
 
 from solution.artifacts.submissions import read_sidecar
 from solution.core.errors import ConfigError, KitError
+from solution.core.workspace import DEMO_CONFIGS, KIT_DIR
 
-KIT = Path(__file__).resolve().parents[2]
-DEMO_CONFIGS = KIT / "configs" / "demo"
 LOG_TAIL_LINES = 30
 
 
@@ -76,7 +75,7 @@ def _environment() -> dict[str, str]:
     """This interpreter first on PATH and this kit first on PYTHONPATH, so every step runs this code."""
     env = dict(os.environ, TQDM_DISABLE="1")
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(KIT), env.get("PYTHONPATH", "")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(KIT_DIR), env.get("PYTHONPATH", "")]))
     return env
 
 
@@ -103,7 +102,7 @@ def pipeline(configs: list[Path], data: QualityData) -> list[tuple[str, list[str
         ("data (python -m solution.synthetic)", python + ["solution.synthetic", "data", *data.options()]),
         (
             "folds, training, TTA (train_folds.sh)",
-            ["bash", str(KIT / "scripts" / "train_folds.sh"), "--data", "data", *map(str, configs)],
+            ["bash", str(KIT_DIR / "scripts" / "train_folds.sh"), "--data", "data", *map(str, configs)],
         ),
         ("stack (python -m solution.stack)", python + ["solution.stack"]),
         ("submission (make_submission)", python + ["solution.make_submission", "--out", "submission.csv"]),

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from solution.benchmarks import best_seconds
+from solution.core.workspace import DEMO_CONFIGS
 from solution.data.augment import train_transform
 from solution.data.batch import BatchTransform
 from solution.data.cache import open_cache
@@ -51,7 +52,6 @@ from solution.training.distributed import Context, resolve_device
 from solution.training.inference import predict_probs
 from solution.training.numerics import Numerics, resolve_numerics
 
-DEMO_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "demo"
 LOADER_WORKERS = 2
 FED_PRESETS = ("light", "strong")  # the presets of configs/hpa: how many workers each GPU row needs with them
 

@@ -13,5 +13,8 @@ CACHE_DIR = Path("cache")
 SUBMISSIONS_DIR = Path("submissions")
 REPORTS_DIR = Path("reports")
 
+KIT_DIR = Path(__file__).resolve().parents[2]  # the kit's checkout: its scripts/ and configs/
+DEMO_CONFIGS = KIT_DIR / "configs" / "demo"  # the demo's recipes, which scripts/train_folds.sh trains by default
+
 STACK_NAME = "stack"  # the stacker's prediction set under oof/, beside the experiments'; no experiment takes it
 DUPLICATES_FILE = "duplicates.csv"  # near-duplicate pairs, in folds/; the groups file goes beside it
