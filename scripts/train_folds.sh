@@ -81,10 +81,16 @@ for c in "${configs[@]}"; do
 done
 
 # Folds in parallel: job j trains folds j, j + N, ...; each job gets one GPU, or its share of the cores.
+# The GPUs: CUDA_VISIBLE_DEVICES, or every one torch sees, asked once (a torch import takes seconds).
+gpus=()
+gpus_known=0
 train_parallel() {
-    local config=$1 gpus j
-    IFS=, read -r -a gpus <<< "${CUDA_VISIBLE_DEVICES-$(python -c \
-        "import torch; print(','.join(map(str, range(torch.cuda.device_count()))))")}"
+    local config=$1 j
+    if [[ "$gpus_known" -eq 0 ]]; then
+        IFS=, read -r -a gpus <<< "${CUDA_VISIBLE_DEVICES-$(python -c \
+            "import torch; print(','.join(map(str, range(torch.cuda.device_count()))))")}"
+        gpus_known=1
+    fi
     for ((j = 0; j < jobs; j++)); do
         if [[ ${#gpus[@]} -gt 0 && -n "${gpus[0]}" ]]; then
             start env CUDA_VISIBLE_DEVICES="${gpus[j % ${#gpus[@]}]}" TQDM_DISABLE=1 \

@@ -27,6 +27,39 @@ def test_bad_jobs_value_is_refused(tmp_path):
     assert result.returncode == 2 and "--jobs must be a positive whole number, got 'two'" in result.stderr
 
 
+FAKE_PYTHON = """#!/usr/bin/env bash
+# python as the script meets it: records each call with the GPU it was given; torch sees two GPUs
+echo "${CUDA_VISIBLE_DEVICES-none} $*" >> "$CALLS"
+if [[ "$1" == "-c" ]]; then echo 0,1; fi
+"""
+
+
+def test_the_gpus_are_asked_of_torch_once_and_job_j_trains_on_gpu_j(tmp_path):
+    """Without CUDA_VISIBLE_DEVICES the script asks torch for the GPUs once, not once per config (each ask is a
+    torch import: seconds), and in every config job j trains on GPU j."""
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "python").write_text(FAKE_PYTHON)
+    (tmp_path / "bin" / "python").chmod(0o755)
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.yaml").write_text(CONFIG)
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    env |= {"PATH": f"{tmp_path / 'bin'}:{env['PATH']}", "VIRTUAL_ENV": str(tmp_path), "CALLS": str(tmp_path / "calls")}
+    cmd = ["bash", str(SCRIPT), "--data", "data", "--jobs", "2", "a.yaml", "b.yaml"]
+    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert [c for c in calls if " -c " in c] == [
+        "none -c import torch; print(','.join(map(str, range(torch.cuda.device_count()))))"
+    ]
+    trainers = sorted(c.split(" --config ")[0] + " " + c.split(" --share ")[1] for c in calls if "solution.train" in c)
+    assert trainers == [
+        "0 -m solution.train 0/2",
+        "0 -m solution.train 0/2",
+        "1 -m solution.train 1/2",
+        "1 -m solution.train 1/2",
+    ]
+
+
 def _running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
