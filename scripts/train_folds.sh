@@ -80,17 +80,9 @@ for c in "${configs[@]}"; do
     [[ -f "$c" ]] || { echo "config not found: $c (from $PWD)" >&2; exit 2; }
 done
 
-# Folds in parallel: job j trains folds j, j + N, ...; each job gets one GPU, or its share of the cores.
-# The GPUs: CUDA_VISIBLE_DEVICES, or every one torch sees, asked once (a torch import takes seconds).
-gpus=()
-gpus_known=0
+# Folds in parallel: job j trains folds j, j + N, ...; each job gets one GPU (of gpus), or its share of the cores.
 train_parallel() {
     local config=$1 j
-    if [[ "$gpus_known" -eq 0 ]]; then
-        IFS=, read -r -a gpus <<< "${CUDA_VISIBLE_DEVICES-$(python -c \
-            "import torch; print(','.join(map(str, range(torch.cuda.device_count()))))")}"
-        gpus_known=1
-    fi
     for ((j = 0; j < jobs; j++)); do
         if [[ ${#gpus[@]} -gt 0 && -n "${gpus[0]}" ]]; then
             start env CUDA_VISIBLE_DEVICES="${gpus[j % ${#gpus[@]}]}" TQDM_DISABLE=1 \
@@ -107,6 +99,13 @@ if [[ ${#extra[@]} -gt 0 ]]; then
     run python -m solution.folds --data "$data" --extra "${extra[@]}" --extra-conflicts "$conflicts"
 else
     run python -m solution.folds --data "$data"
+fi
+# The GPUs the jobs take in turn: CUDA_VISIBLE_DEVICES, or every one torch sees, asked once for all configs
+# (a torch import takes seconds).
+gpus=()
+if [[ "$jobs" -gt 1 ]]; then
+    IFS=, read -r -a gpus <<< "${CUDA_VISIBLE_DEVICES-$(python -c \
+        "import torch; print(','.join(map(str, range(torch.cuda.device_count()))))")}"
 fi
 for c in "${configs[@]}"; do
     echo "=== $c"

@@ -35,7 +35,7 @@ from unittest import mock
 import torch
 
 from solution.artifacts.folds import Folds, ensure_folds
-from solution.core.workspace import DEMO_CONFIGS
+from solution.core.workspace import DEMO_CONFIGS, KIT_DIR
 from solution.data.layout import Dataset, open_dataset
 from solution.data.synthetic import generate
 from solution.training import loop
@@ -44,7 +44,7 @@ from solution.training.numerics import Numerics
 
 DEMO_DATA: dict[str, Any] = {}  # python -m solution.synthetic's defaults: the demo's data
 EPOCHS = 3
-PACKAGE_DIR = str(Path(__file__).resolve().parents[1])  # solution/: the profile names its files by path
+PACKAGE_DIR = str(KIT_DIR / "solution")  # the profile names the kit's files by path
 
 # part -> (module file, function, the caller it is counted under; None: every call), from the profile's
 # cumulative times
